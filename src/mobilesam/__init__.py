@@ -1,0 +1,52 @@
+"""mobilesam: lightweight Segment Anything (MobileSAM) and SAM, drop-in compatible.
+
+    from mobilesam import sam_model_registry, SamPredictor
+    model = sam_model_registry["vit_t"](checkpoint="mobile_sam.pt")
+    predictor = SamPredictor(model)
+
+Names are imported lazily, so ``import mobilesam`` is cheap and the torch-free
+runtime (``mobilesam.runtime``) works where torch is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "sam_model_registry": "mobilesam.build",
+    "build_model": "mobilesam.build",
+    "build_sam": "mobilesam.build",
+    "get_config": "mobilesam.build",
+    "list_models": "mobilesam.build",
+    "register_config": "mobilesam.build",
+    "count_parameters": "mobilesam.build",
+    "parameter_table": "mobilesam.build",
+    "SamConfig": "mobilesam.build",
+    "TinyViTConfig": "mobilesam.build",
+    "ViTConfig": "mobilesam.build",
+    "load_checkpoint": "mobilesam.checkpoint",
+    "save_checkpoint": "mobilesam.checkpoint",
+    "CheckpointError": "mobilesam.checkpoint",
+    "Sam": "mobilesam.modeling",
+    "SamPredictor": "mobilesam.inference.predictor",
+    "ResizeLongestSide": "mobilesam.inference.transforms",
+    "SamAutomaticMaskGenerator": "mobilesam.inference.amg",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mobilesam' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,1 @@
+"""Inference: transforms, the prompted predictor, mask utilities, automatic masks."""
