@@ -1,0 +1,81 @@
+"""Shared fixtures: the shared folder beside the checkout, generated weights, photos."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PARITY = SHARED / "parity"
+
+
+def _weights_module():
+    if not (PARITY / "weights.py").is_file():
+        pytest.skip(f"{PARITY} not found (the shared folder beside the checkout)")
+    if str(PARITY) not in sys.path:
+        sys.path.insert(0, str(PARITY))
+    import weights  # the deterministic weight generator beside the parity fixtures
+
+    return weights
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not found")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def generated_checkpoint(tmp_path_factory):
+    """Factory: model type -> path of a ``.pt`` with deterministic generated weights."""
+    import torch
+
+    cache: dict[str, Path] = {}
+
+    def make(model_type: str = "vit_t", seed: int = 0) -> Path:
+        key = f"{model_type}_{seed}"
+        if key not in cache:
+            w = _weights_module()
+            sd = w.generate_state_dict(w.load_keys(model_type), seed)
+            path = tmp_path_factory.mktemp("weights") / f"{key}.pt"
+            torch.save(sd, path)
+            cache[key] = path
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def vit_t_model(generated_checkpoint):
+    """MobileSAM with the parity weights (seed 0), eval mode. Do not modify it."""
+    from mobilesam import sam_model_registry
+
+    return sam_model_registry["vit_t"](checkpoint=generated_checkpoint("vit_t"))
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    """A random-weight vit_t at 256-pixel input: fast, for API-level tests."""
+    import torch
+
+    from mobilesam import build_model
+
+    torch.manual_seed(0)
+    return build_model("vit_t", image_size=256)
+
+
+@pytest.fixture(scope="session")
+def dog_image(shared_dir) -> np.ndarray:
+    with np.load(shared_dir / "images" / "dog.rgb.npz") as z:
+        return z["rgb"]
+
+
+@pytest.fixture(scope="session")
+def truck_image(shared_dir) -> np.ndarray:
+    with np.load(shared_dir / "images" / "truck.rgb.npz") as z:
+        return z["rgb"]
