@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -81,7 +82,7 @@ class SamConfig:
     def embedding_size(self) -> int:
         return self.image_size // 16
 
-    def replace(self, **changes: Any) -> "SamConfig":
+    def replace(self, **changes: Any) -> SamConfig:
         """A copy with some fields changed (e.g. ``image_size=256``)."""
         return dataclasses.replace(self, **changes)
 
@@ -89,7 +90,7 @@ class SamConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @staticmethod
-    def from_json(text: str) -> "SamConfig":
+    def from_json(text: str) -> SamConfig:
         d = json.loads(text)
         enc = d.pop("encoder")
         kind = enc.get("kind", "tiny_vit")
@@ -126,9 +127,7 @@ def list_models() -> list[str]:
 register_config(
     SamConfig("vit_t", TinyViTConfig(), description="MobileSAM: TinyViT encoder (mobile_sam.pt)")
 )
-register_config(
-    SamConfig("vit_b", ViTConfig(), description="SAM ViT-B (sam_vit_b_01ec64.pth)")
-)
+register_config(SamConfig("vit_b", ViTConfig(), description="SAM ViT-B (sam_vit_b_01ec64.pth)"))
 register_config(
     SamConfig(
         "vit_l",
@@ -282,4 +281,3 @@ class _Registry(Mapping[str, Callable[..., Sam]]):
 
 
 sam_model_registry: Mapping[str, Callable[..., Sam]] = _Registry()
-

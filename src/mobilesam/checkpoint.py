@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -47,14 +48,23 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 def _read_torch(path: Path) -> object:
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # protocol notes from the restricted unpickler
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        text = " ".join(str(e).split())
+        detail = text.split("WeightsUnpickler error:", 1)[-1].split(". Please use")[0].strip()
+        detail = detail.split(" Check the documentation")[0].strip() or type(e).__name__
+        if "Unsupported global" in text:
+            raise CheckpointError(
+                f"{path}: refused to load: the file's pickle asks to import or call code "
+                f"({detail}); a weights file never needs that. Nothing was executed."
+            ) from None
         raise CheckpointError(
-            f"{path}: refused to load: its pickle asks to run code or build objects that a "
-            f"plain weights file never contains (nothing was executed). Details: "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            f"{path}: not a readable PyTorch checkpoint (truncated or not a weights file; "
+            f"nothing was executed): {detail}"
         ) from None
-    except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - torch raises many types for garbage input
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (truncated or not a weights file): {first}"
@@ -92,7 +102,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def read_config(path: str | Path) -> "SamConfig | None":
+def read_config(path: str | Path) -> SamConfig | None:
     """The model config recorded in a safetensors file we saved, else ``None``."""
     from .build import SamConfig
 
@@ -139,9 +149,7 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
-def save_checkpoint(
-    model: nn.Module, path: str | Path, config: "SamConfig | None" = None
-) -> Path:
+def save_checkpoint(model: nn.Module, path: str | Path, config: SamConfig | None = None) -> Path:
     """Write ``model``'s weights as safetensors (atomically), recording its config.
 
     The file then loads with ``build_model(checkpoint=path)`` and, for

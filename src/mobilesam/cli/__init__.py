@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # Order shown in --help. A module that is not present in this install is skipped.
 COMMANDS = (
+    "models",
     "segment",
     "everything",
     "weights",

@@ -6,7 +6,8 @@ Drop-in for segment-anything's predictor, plus input validation and batches
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

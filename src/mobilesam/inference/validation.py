@@ -26,7 +26,9 @@ def as_rgb_uint8(image: Any, image_format: str = "RGB", name: str = "image") -> 
         if hasattr(image, "mode") and hasattr(image, "size"):  # PIL image
             image = np.asarray(image)
         else:
-            raise ValueError(f"{name} must be a numpy array (HxWx3 uint8), got {type(image).__name__}")
+            raise ValueError(
+                f"{name} must be a numpy array (HxWx3 uint8), got {type(image).__name__}"
+            )
     if image.dtype != np.uint8:
         raise ValueError(
             f"{name} must have dtype uint8 (0-255), got {image.dtype}; "

@@ -7,7 +7,7 @@ not mask the padding, as the reference does.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -83,9 +83,7 @@ class PromptEncoder(nn.Module):
         """Positional encoding of the image embedding grid, 1xCxHxW."""
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
-    def _embed_points(
-        self, points: torch.Tensor, labels: torch.Tensor, pad: bool
-    ) -> torch.Tensor:
+    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         points = points + 0.5  # pixel centres
         if pad:
             # Without a box, a "not a point" token is appended (the decoder was

@@ -3,7 +3,8 @@ pre-processing (normalise, pad) and post-processing (upscale, crop, resize)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -11,7 +11,7 @@ Parameter names follow the official implementation so that its checkpoints
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -194,9 +194,7 @@ class TinyViTBlock(nn.Module):
         self.attn = Attention(dim, num_heads, window_size)
         self.drop_path = DropPath(drop_path)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.local_conv = Conv2dBN(
-            dim, dim, local_conv_size, 1, local_conv_size // 2, groups=dim
-        )
+        self.local_conv = Conv2dBN(dim, dim, local_conv_size, 1, local_conv_size // 2, groups=dim)
 
     def _windowed_attention(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -284,7 +282,8 @@ class TinyViT(nn.Module):
             raise ValueError(f"TinyViT img_size must be a multiple of 16, got {img_size}")
         self.img_size = img_size
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         n = len(embed_dims)
         res = img_size // 4
         self.layers = nn.ModuleList()
@@ -303,8 +302,15 @@ class TinyViT(nn.Module):
                 )
             else:
                 layer = BasicLayer(
-                    embed_dims[i], res, depths[i], num_heads[i], window_sizes[i], mlp_ratio,
-                    dp, local_conv_size, down,
+                    embed_dims[i],
+                    res,
+                    depths[i],
+                    num_heads[i],
+                    window_sizes[i],
+                    mlp_ratio,
+                    dp,
+                    local_conv_size,
+                    down,
                 )
             self.layers.append(layer)
             res = next_res

@@ -1,0 +1,144 @@
+"""`mobilesam segment` and `mobilesam weights`: outputs, errors, the weights cache."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mobilesam.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "dog.jpg"
+
+
+def test_segment_writes_mask_overlay_and_json(tmp_path, generated_checkpoint, capsys):
+    out, ov = tmp_path / "m.png", tmp_path / "o.png"
+    rc = main(
+        [
+            "segment",
+            str(EXAMPLE),
+            "--point",
+            "400,260",
+            "--point",
+            "100,80,0",
+            "--box",
+            "300,150,600,500",
+            "--multimask",
+            "--checkpoint",
+            str(generated_checkpoint("vit_t")),
+            "--out",
+            str(out),
+            "--overlay",
+            str(ov),
+        ]
+    )
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["masks"]) == 3
+    mask = np.array(Image.open(out))
+    assert mask.shape == (534, 800) and set(np.unique(mask)) <= {0, 255}
+    assert (mask > 0).sum() == report["masks"][report["best"]]["area"]
+    assert np.array(Image.open(ov)).shape == (534, 800, 3)
+
+
+def test_segment_needs_a_prompt(tmp_path, capsys):
+    assert main(["segment", str(EXAMPLE), "--out", str(tmp_path / "m.png")]) == 2
+    assert "--point" in capsys.readouterr().err
+
+
+def test_segment_bad_point_syntax(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["segment", str(EXAMPLE), "--point", "1;2", "--out", str(tmp_path / "m.png")])
+
+
+def test_segment_unreadable_image(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert main(["segment", str(bad), "--point", "1,1", "--out", str(tmp_path / "m.png")]) == 2
+    assert "cannot decode" in capsys.readouterr().err
+
+
+def test_segment_without_weights_says_where_to_put_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MOBILESAM_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(
+        "mobilesam.hub.OFFICIAL_WEIGHTS",
+        {
+            k: v.__class__(v.model, v.filename, "http://127.0.0.1:9/none.pt", 1)
+            for k, v in __import__("mobilesam.hub").hub.OFFICIAL_WEIGHTS.items()
+        },
+    )
+    rc = main(["segment", str(EXAMPLE), "--point", "1,1", "--out", str(tmp_path / "m.png")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "mobile_sam.pt" in err and str(tmp_path / "cache") in err
+    assert not (tmp_path / "m.png").exists()
+    leftovers = list((tmp_path / "cache").iterdir()) if (tmp_path / "cache").exists() else []
+    assert leftovers == []
+
+
+def test_segment_bad_checkpoint_is_reported(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    rc = main(
+        [
+            "segment",
+            str(EXAMPLE),
+            "--point",
+            "1,1",
+            "--checkpoint",
+            str(bad),
+            "--out",
+            str(tmp_path / "m.png"),
+        ]
+    )
+    assert rc == 2 and "not a readable PyTorch checkpoint" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def file_server(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_weights_download_into_cache_atomically(
+    tmp_path, monkeypatch, file_server, small_model, capsys
+):
+    root, base = file_server
+    torch.save(small_model.state_dict(), root / "w.pt")
+    (root / "junk.pt").write_bytes(b"<html>not weights</html>")
+    monkeypatch.setenv("MOBILESAM_HOME", str(tmp_path / "cache"))
+    assert main(["weights", "download", "vit_t", "--url", f"{base}/junk.pt"]) == 2
+    assert "not a valid checkpoint" in capsys.readouterr().err
+    assert list((tmp_path / "cache").iterdir()) == []
+    assert main(["weights", "download", "vit_t", "--url", f"{base}/w.pt"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path == tmp_path / "cache" / "mobile_sam.pt" and path.is_file()
+    assert main(["weights", "list"]) == 0
+    assert "cached" in capsys.readouterr().out
+    assert main(["weights", "path", "vit_b"]) == 0
+    assert capsys.readouterr().out.strip().endswith("sam_vit_b_01ec64.pth")
+    assert main(["weights", "path", "vit_x"]) == 2
+
+
+def test_python_dash_m_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "mobilesam", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "segment" in out and "weights" in out

@@ -1,0 +1,108 @@
+"""Module names and shapes match the official checkpoints; forward shapes; TinyViT details."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mobilesam import build_model, count_parameters, get_config, list_models, parameter_table
+from mobilesam.build import SamConfig, TinyViTConfig, build_sam, register_config
+
+OFFICIAL = ("vit_t", "vit_b", "vit_l", "vit_h")
+
+
+@pytest.mark.parametrize("name", OFFICIAL)
+def test_state_dict_keys_and_shapes_match_official(name, shared_dir):
+    spec = json.loads((shared_dir / "parity" / f"keys_{name}.json").read_text())["keys"]
+    with torch.device("meta"):  # no memory, no init cost: only names and shapes matter
+        model = build_sam(get_config(name))
+    sd = model.state_dict()
+    assert list(sd) == list(spec), "key order differs from the official state_dict"
+    for key, v in spec.items():
+        assert list(sd[key].shape) == v["shape"], key
+        assert str(sd[key].dtype).replace("torch.", "") == v["dtype"], key
+
+
+def test_registry_names_and_default_alias():
+    names = list_models()
+    for n in OFFICIAL + ("default",):
+        assert n in names
+    assert get_config("default") is get_config("vit_h")
+    with pytest.raises(KeyError, match="unknown model 'nope'.*vit_t"):
+        get_config("nope")
+
+
+def test_registering_a_name_twice_is_an_error():
+    with pytest.raises(ValueError, match="already registered"):
+        register_config(SamConfig("vit_t", TinyViTConfig()))
+
+
+def test_parameter_counts_of_mobilesam():
+    with torch.device("meta"):
+        model = build_sam(get_config("vit_t"))
+    table = parameter_table(model)
+    # TinyViT's unused ImageNet head: LayerNorm(320) + Linear(320, 1000)
+    assert table["image_encoder"] - table["image_encoder_forward"] == 2 * 320 + 320 * 1000 + 1000
+    assert table["total"] == count_parameters(model)
+    assert 5.5e6 < table["image_encoder_forward"] < 6.0e6  # the paper's ~5.78M
+    assert 9.5e6 < table["total_forward"] < 10.0e6  # the paper's ~9.66M
+
+
+@pytest.mark.parametrize("image_size", [256, 512])
+def test_tinyvit_output_grid_follows_image_size(image_size):
+    torch.manual_seed(0)
+    model = build_model("vit_t", image_size=image_size)
+    x = torch.randn(2, 3, image_size, image_size)
+    with torch.no_grad():
+        emb = model.image_encoder(x)
+    assert emb.shape == (2, 256, image_size // 16, image_size // 16)
+    assert model.prompt_encoder.get_dense_pe().shape == (1, 256, image_size // 16, image_size // 16)
+
+
+def test_small_vit_encoder_forward():
+    from mobilesam.build import ViTConfig
+
+    cfg = SamConfig(
+        "tiny_vit_test",
+        ViTConfig(embed_dim=64, depth=2, num_heads=2, global_attn_indexes=(1,)),
+        image_size=128,
+    )
+    model = build_sam(cfg)
+    with torch.no_grad():
+        emb = model.image_encoder(torch.randn(1, 3, 128, 128))
+    assert emb.shape == (1, 256, 8, 8)
+
+
+def test_attention_biases_loaded_after_eval_are_used(small_model):
+    """The reference caches the bias at eval(); we must use freshly loaded values."""
+    model = build_model("vit_t", image_size=256)
+    model.load_state_dict(small_model.state_dict())
+    model.eval()
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = model.image_encoder(x)
+        sd = model.state_dict()
+        for k in sd:
+            if k.endswith("attention_biases"):
+                sd[k] = torch.full_like(sd[k], 3.0) * torch.randn_like(sd[k])
+        model.load_state_dict(sd)  # loaded after eval(), no further eval() call
+        after = model.image_encoder(x)
+    assert not torch.allclose(before, after)
+
+
+def test_batchnorm_eval_vs_train_differs(small_model):
+    """Why the predictor forces eval mode: train-mode BatchNorm changes the embedding."""
+    model = build_model("vit_t", image_size=256)
+    sd = small_model.state_dict()
+    for k in sd:
+        if k.endswith("running_mean"):
+            sd[k] = torch.full_like(sd[k], 0.3)
+    model.load_state_dict(sd)
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        e_eval = model.eval().image_encoder(x)
+        e_train = model.train().image_encoder(x)
+    model.eval()
+    assert (e_eval - e_train).abs().max() > 1e-3
