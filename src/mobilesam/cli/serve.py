@@ -1,0 +1,93 @@
+"""``mobilesam serve``: the click-to-segment web page and REST API (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from pathlib import Path
+
+from ._common import add_model_args, fail
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "serve",
+        help="web page and REST API for interactive segmentation",
+        description="Serve the click-to-segment page at / and the JSON API under /api "
+        "(docs at /docs). Images are encoded once and cached by content.",
+    )
+    add_model_args(p)
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="no checkpoint: random weights, for demos and tests only (the masks are meaningless)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default 20)")
+    p.add_argument(
+        "--max-pixels", type=int, default=4096 * 4096, help="largest image, width*height"
+    )
+    p.add_argument(
+        "--cache-mb", type=float, default=1024.0, help="memory for cached embeddings (default 1024)"
+    )
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..serve import ServeLimits, create_app
+    except ModuleNotFoundError as e:
+        return fail(
+            f"{e.name} is missing; install the serving extra: pip install 'mobilesam[serve]'"
+        )
+    if args.random_weights and args.checkpoint:
+        return fail("give either --checkpoint or --random-weights, not both")
+    try:
+        limits = ServeLimits(
+            max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+            max_pixels=args.max_pixels,
+            cache_bytes=int(args.cache_mb * 1024 * 1024),
+        )
+    except ValueError as e:
+        return fail(str(e))
+    model = _load(args)
+    if isinstance(model, int):
+        return model
+    if args.random_weights:
+        weights = "random"
+    else:
+        weights = Path(args.checkpoint).name if args.checkpoint else "official"
+    if args.random_weights:
+        print("WARNING: serving RANDOM weights: the masks are meaningless (demo/test mode).")
+    app = create_app(model, limits, model_name=args.model, weights=weights)
+    try:
+        public = not ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        public = args.host != "localhost"
+    if public:
+        print(f"note: listening on {args.host}: other machines can reach this server.")
+    print(f"mobilesam: open http://{args.host}:{args.port}/ (API docs at /docs)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    """The model, or an exit status after printing why it could not be loaded."""
+    from ..build import build_model
+    from ..checkpoint import CheckpointError
+    from ..hub import WeightsUnavailableError
+
+    if args.random_weights:
+        try:
+            return build_model(args.model).to(args.device).eval()
+        except KeyError as e:
+            return fail(str(e.args[0]))
+    from ._common import load_model
+
+    try:
+        return load_model(args)
+    except (FileNotFoundError, CheckpointError, WeightsUnavailableError, KeyError) as e:
+        return fail(str(e.args[0] if isinstance(e, KeyError) else e))

@@ -1,0 +1,132 @@
+"""Bytes in and out of the service: uploaded images, mask PNGs, RLEs, embeddings.
+
+Images are checked from their header before decoding (size in pixels), so a
+small file that would expand into gigabytes is refused without being decoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ServeError
+
+#: Formats the service decodes; others (e.g. PDF, EPS through Ghostscript) are refused.
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Uploaded file bytes -> HxWx3 uint8 RGB, EXIF orientation applied (as browsers show it).
+
+    Raises ``ServeError`` 400 (empty, not an image, truncated, unsupported
+    format) or 413 (more than ``max_pixels`` pixels).
+    """
+    if not data:
+        raise ServeError(400, "empty_upload", "the uploaded file is empty")
+    try:
+        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise ServeError(
+            400,
+            "not_an_image",
+            f"the upload is not an image in a supported format ({', '.join(ALLOWED_FORMATS)})",
+        ) from None
+    except Image.DecompressionBombError:  # Pillow's own, far higher, limit
+        raise _too_many_pixels(None, max_pixels) from None
+    except Exception as e:  # a malformed header can fail in many ways; all are bad input
+        raise ServeError(400, "bad_image", f"the image could not be read: {e}") from None
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ServeError(400, "bad_image", f"the image has no pixels ({w}x{h})")
+    if w * h > max_pixels:
+        raise _too_many_pixels((w, h), max_pixels)
+    try:
+        img.seek(0)  # first frame of animations
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except Exception as e:  # truncated data, bad EXIF, ...: the file is at fault
+        raise ServeError(400, "bad_image", f"the image could not be decoded: {e}") from None
+    return np.ascontiguousarray(rgb)
+
+
+def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> ServeError:
+    what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
+    return ServeError(
+        413, "image_too_large", f"the image has {what}; the limit is {max_pixels:,} pixels"
+    )
+
+
+def mask_to_png(mask: np.ndarray) -> bytes:
+    """HxW bool mask -> 8-bit grayscale PNG bytes (255 inside, 0 outside)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """HxW bool mask -> COCO compressed RLE ``{"size": [H, W], "counts": str}``.
+
+    The same encoding as pycocotools (``mask_utils.encode`` with counts decoded
+    to text), so ``pycocotools.mask.decode`` reads it back.
+    """
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def mask_bbox(mask: np.ndarray) -> list[int]:
+    """Tight XYWH box of a bool mask in pixels ([0, 0, 0, 0] when empty)."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    if len(xs) == 0:
+        return [0, 0, 0, 0]
+    return [int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1)]
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode_float_array(value: object, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """A base64 string of little-endian float32 values, or nested lists -> array of ``shape``."""
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError:
+            raise ServeError(400, "bad_prompt", f"{name} is not valid base64") from None
+        want = int(np.prod(shape)) * 4
+        if len(raw) != want:
+            raise ServeError(
+                400,
+                "bad_prompt",
+                f"{name} must hold {want} bytes (float32 {'x'.join(map(str, shape))}), "
+                f"got {len(raw)}",
+            )
+        arr = np.frombuffer(raw, dtype="<f4").reshape(shape)
+    else:
+        try:
+            arr = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ServeError(400, "bad_prompt", f"{name} must be numbers") from None
+        if arr.shape != shape:
+            raise ServeError(
+                400,
+                "bad_prompt",
+                f"{name} must have shape {'x'.join(map(str, shape))}, "
+                f"got {'x'.join(map(str, arr.shape))}",
+            )
+    if not np.all(np.isfinite(arr)):
+        raise ServeError(400, "bad_prompt", f"{name} contains NaN or infinite values")
+    return arr
+
+
+def array_to_npy(arr: np.ndarray) -> bytes:
+    """An array as ``.npy`` bytes (header with dtype and shape, then the data)."""
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()

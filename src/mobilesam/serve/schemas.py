@@ -1,0 +1,116 @@
+"""Request and response bodies of the HTTP API (pydantic models, shown at /docs)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ImageInfo(BaseModel):
+    image_id: str = Field(description="content hash of the decoded pixels; use it in later calls")
+    width: int
+    height: int
+    input_size: tuple[int, int] = Field(description="(h, w) of the resized encoder input")
+    cached: bool = Field(description="true if this image was already encoded")
+    encode_ms: float = Field(description="time the image encoder took when it was encoded")
+
+
+class PredictRequest(BaseModel):
+    """Prompts in pixels of the uploaded image (x right, y down, origin top-left)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[tuple[Finite, Finite]] | None = Field(
+        default=None, description="[[x, y], ...]", examples=[[[320.0, 240.0]]]
+    )
+    labels: list[int] | None = Field(
+        default=None, description="one per point: 1 object, 0 background", examples=[[1]]
+    )
+    box: tuple[Finite, Finite, Finite, Finite] | None = Field(
+        default=None, description="[x0, y0, x1, y1]"
+    )
+    multimask: bool = Field(default=True, description="3 candidate masks (else 1)")
+    mask_input: str | list | None = Field(
+        default=None,
+        description="low-res logits of an earlier mask, 1xSxS (S = mask_input_size from /health): "
+        "base64 of little-endian float32, or nested lists",
+    )
+    formats: list[Literal["png", "rle"]] = Field(
+        default=["png", "rle"], description="mask encodings to return"
+    )
+    return_logits: bool = Field(
+        default=False, description="also return the low-res logits (base64 float32 CxSxS)"
+    )
+
+
+class RLE(BaseModel):
+    size: tuple[int, int] = Field(description="[height, width]")
+    counts: str = Field(description="COCO compressed RLE (pycocotools.mask.decode reads it)")
+
+
+class MaskOut(BaseModel):
+    score: float = Field(description="predicted IoU")
+    area: int
+    bbox: tuple[int, int, int, int] = Field(description="[x, y, w, h]")
+    png: str | None = Field(default=None, description="base64 PNG, 8-bit, 255 inside the mask")
+    rle: RLE | None = None
+
+
+class PredictResponse(BaseModel):
+    image_id: str
+    width: int
+    height: int
+    masks: list[MaskOut]
+    best: int = Field(description="index of the mask with the highest score")
+    low_res_logits: str | None = None
+    low_res_shape: tuple[int, int, int] | None = None
+    elapsed_ms: float
+
+
+class EverythingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points_per_side: int = Field(default=32, ge=1, description="grid of point prompts per side")
+    pred_iou_thresh: Finite = Field(default=0.88, ge=0.0, le=1.0)
+    stability_score_thresh: Finite = Field(default=0.95, ge=0.0, le=1.0)
+    box_nms_thresh: Finite = Field(default=0.7, ge=0.0, le=1.0)
+    min_mask_region_area: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class Annotation(BaseModel):
+    segmentation: RLE
+    area: int
+    bbox: tuple[float, float, float, float] = Field(description="[x, y, w, h]")
+    predicted_iou: float
+    stability_score: float
+    point_coords: list[tuple[float, float]]
+    crop_box: tuple[float, float, float, float]
+
+
+class EverythingResponse(BaseModel):
+    image_id: str
+    width: int
+    height: int
+    count: int
+    masks: list[Annotation] = Field(description="largest first")
+    elapsed_ms: float
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    model: str
+    weights: str = Field(description='"random" means the masks are meaningless (demo weights)')
+    image_size: int
+    mask_input_size: int
+    device: str
+    cache: dict[str, int]
+    limits: dict[str, int]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="machine-readable code, e.g. unknown_image")
+    detail: str = Field(description="what was wrong, for people")

@@ -1,0 +1,347 @@
+"""The segmentation service: images in, embeddings cached, prompts answered.
+
+Framework-free (the HTTP layer in :mod:`mobilesam.serve.app` is a thin shell
+over it). One lock serialises every use of the model, so any number of
+request threads may call it; decoding uploads and encoding results happen
+outside the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .cache import CachedImage, EmbeddingCache, content_id
+from .codec import decode_image
+from .errors import ServeError
+from .limits import ServeLimits
+
+if TYPE_CHECKING:
+    from ..modeling import Sam
+
+#: segment-everything options the service accepts, with their defaults (official values).
+EVERYTHING_DEFAULTS: dict[str, float | int] = {
+    "points_per_side": 32,
+    "pred_iou_thresh": 0.88,
+    "stability_score_thresh": 0.95,
+    "box_nms_thresh": 0.7,
+    "min_mask_region_area": 0,
+}
+
+
+@dataclass
+class Prediction:
+    """Masks for one prompt set: masks CxHxW bool, scores C, low_res_logits CxSxS float32."""
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+
+
+class SegmentationService:
+    """Uploads, cached embeddings, prompted masks and segment-everything for one model.
+
+    ``model`` is a ``Sam`` or a zero-argument callable returning one (loaded on
+    first use). ``model_name`` and ``weights`` only describe the model in
+    ``info()``; ``weights="random"`` marks masks as meaningless.
+    """
+
+    def __init__(
+        self,
+        model: Sam | Callable[[], Sam],
+        limits: ServeLimits | None = None,
+        model_name: str | None = None,
+        weights: str = "checkpoint",
+    ) -> None:
+        self.limits = limits or ServeLimits()
+        self.cache = EmbeddingCache(self.limits.cache_bytes)
+        self.model_name = model_name
+        self.weights = weights
+        self._model_or_factory = model
+        self._model: Sam | None = None
+        self._predictor: Any = None
+        self._load_lock = threading.Lock()
+        self._lock = threading.Lock()  # held for every forward pass of the model
+
+    # ------------------------------------------------------------------ model
+    @property
+    def model(self) -> Sam:
+        if self._model is None:
+            with self._load_lock:
+                if self._model is None:
+                    from ..inference.predictor import SamPredictor
+                    from ..modeling import Sam
+
+                    m = self._model_or_factory
+                    model = m if isinstance(m, Sam) else m()
+                    if not isinstance(model, Sam):
+                        raise TypeError(f"the model factory returned {type(model).__name__}")
+                    self._predictor = SamPredictor(model.eval())
+                    self._model = model
+        return self._model
+
+    @property
+    def mask_input_size(self) -> int:
+        return int(self.model.prompt_encoder.mask_input_size[0])
+
+    def info(self) -> dict[str, Any]:
+        """Model, cache and limit facts for the health endpoint."""
+        model = self.model
+        config = getattr(model, "config", None)
+        return {
+            "model": self.model_name or getattr(config, "name", type(model.image_encoder).__name__),
+            "weights": self.weights,
+            "image_size": model.image_size,
+            "mask_input_size": self.mask_input_size,
+            "device": str(model.device),
+            "cache": self.cache.stats(),
+            "limits": {
+                "max_upload_bytes": self.limits.max_upload_bytes,
+                "max_pixels": self.limits.max_pixels,
+                "max_points": self.limits.max_points,
+                "max_points_per_side": self.limits.max_points_per_side,
+            },
+        }
+
+    # ----------------------------------------------------------------- images
+    def add_image(self, data: bytes) -> tuple[CachedImage, bool]:
+        """Decode an uploaded file and cache its embedding; returns (entry, was_cached)."""
+        rgb = decode_image(data, self.limits.max_pixels)
+        return self.add_array(rgb)
+
+    def add_array(self, rgb: np.ndarray) -> tuple[CachedImage, bool]:
+        """Cache the embedding of an HxWx3 uint8 RGB image; returns (entry, was_cached)."""
+        image_id = content_id(rgb)
+        entry = self.cache.get(image_id)
+        if entry is not None:
+            return entry, True
+        predictor = self._ensure_predictor()
+        with self._lock:
+            entry = self.cache.get(image_id)  # another thread may have just encoded it
+            if entry is not None:
+                return entry, True
+            t0 = time.perf_counter()
+            predictor.set_image(rgb)
+            entry = CachedImage(
+                image_id=image_id,
+                image=rgb,
+                features=predictor.features,
+                original_size=tuple(predictor.original_size),
+                input_size=tuple(predictor.input_size),
+                encode_ms=(time.perf_counter() - t0) * 1000.0,
+            )
+            predictor.reset_image()
+        return self.cache.put(entry), False
+
+    def get(self, image_id: str) -> CachedImage:
+        """The cached image, or ``ServeError`` 404."""
+        entry = self.cache.get(image_id)
+        if entry is None:
+            raise ServeError(
+                404,
+                "unknown_image",
+                f"no image with id {image_id!r}: it was never uploaded or has been evicted "
+                "from the cache; upload it again",
+            )
+        return entry
+
+    def remove(self, image_id: str) -> None:
+        if not self.cache.remove(image_id):
+            self.get(image_id)  # raises the 404
+
+    def embedding(self, image_id: str, dtype: str = "float32") -> np.ndarray:
+        """The image embedding, 1xCxhxw (1x256x64x64 for the official models), as ``dtype``."""
+        if dtype not in ("float32", "float16"):
+            raise ServeError(400, "bad_dtype", f"dtype must be float32 or float16, got {dtype!r}")
+        entry = self.get(image_id)
+        return entry.features.detach().cpu().numpy().astype(dtype)
+
+    # ---------------------------------------------------------------- prompts
+    def _ensure_predictor(self) -> Any:
+        _ = self.model
+        return self._predictor
+
+    def check_prompt(
+        self,
+        entry: CachedImage,
+        points: Sequence[Sequence[float]] | None,
+        labels: Sequence[int] | None,
+        box: Sequence[float] | None,
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Validate prompts against the image; ``ServeError`` 400 names the problem.
+
+        points: Nx2 XY pixels of the original image; labels: N of 1 (object) or
+        0 (background); box: XYXY pixels. Coordinates must lie within the image.
+        """
+        h, w = entry.original_size
+        if not points and box is None:
+            raise ServeError(400, "bad_prompt", "give at least one point or a box")
+        coords = lab = bx = None
+        if points:
+            if labels is None or len(labels) != len(points):
+                n = 0 if labels is None else len(labels)
+                raise ServeError(
+                    400, "bad_prompt", f"{len(points)} points need {len(points)} labels, got {n}"
+                )
+            if len(points) > self.limits.max_points:
+                raise ServeError(
+                    400,
+                    "bad_prompt",
+                    f"{len(points)} points; at most {self.limits.max_points} are allowed",
+                )
+            coords = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+            lab = np.asarray(labels, dtype=np.int64)
+            bad = ~np.isin(lab, (0, 1))
+            if bad.any():
+                raise ServeError(
+                    400,
+                    "bad_prompt",
+                    f"labels must be 1 (object) or 0 (background), got {int(lab[bad][0])}",
+                )
+            for i, (x, y) in enumerate(coords):
+                if not (np.isfinite(x) and np.isfinite(y) and 0 <= x <= w and 0 <= y <= h):
+                    raise ServeError(
+                        400,
+                        "bad_prompt",
+                        f"point {i} ({x:g}, {y:g}) is outside the {w}x{h} image",
+                    )
+        elif labels:
+            raise ServeError(400, "bad_prompt", "labels were given without points")
+        if box is not None:
+            bx = np.asarray(box, dtype=np.float64).reshape(4)
+            x0, y0, x1, y1 = bx
+            if not np.all(np.isfinite(bx)) or x1 < x0 or y1 < y0:
+                raise ServeError(
+                    400, "bad_prompt", f"box must be [x0, y0, x1, y1] with x0<=x1, y0<=y1: {box}"
+                )
+            if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+                raise ServeError(400, "bad_prompt", f"box {box} is outside the {w}x{h} image")
+        return coords, lab, bx
+
+    def predict(
+        self,
+        image_id: str,
+        points: Sequence[Sequence[float]] | None = None,
+        labels: Sequence[int] | None = None,
+        box: Sequence[float] | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> Prediction:
+        """Masks for point / box prompts on a cached image (see :meth:`check_prompt`).
+
+        mask_input: 1xSxS low-res logits from an earlier prediction (S = mask_input_size).
+        Returns 3 masks with ``multimask`` (ambiguous single clicks), else 1.
+        """
+        entry = self.get(image_id)
+        coords, lab, bx = self.check_prompt(entry, points, labels, box)
+        s = self.mask_input_size
+        if mask_input is not None and tuple(mask_input.shape) != (1, s, s):
+            raise ServeError(
+                400,
+                "bad_prompt",
+                f"mask_input must have shape 1x{s}x{s}, got {'x'.join(map(str, mask_input.shape))}",
+            )
+        predictor = self._ensure_predictor()
+        with self._lock:
+            predictor.features = entry.features
+            predictor.original_sizes = [entry.original_size]
+            predictor.input_sizes = [entry.input_size]
+            predictor.is_image_set = True
+            try:
+                masks, scores, low = predictor.predict(
+                    point_coords=coords,
+                    point_labels=lab,
+                    box=bx,
+                    mask_input=mask_input,
+                    multimask_output=multimask,
+                )
+            except ValueError as e:  # the predictor's own input checks
+                raise ServeError(400, "bad_prompt", str(e)) from None
+            finally:
+                predictor.reset_image()
+        return Prediction(masks=masks, scores=scores, low_res_logits=low)
+
+    # ------------------------------------------------------------- everything
+    def everything(self, image_id: str, **options: float | int) -> list[dict[str, Any]]:
+        """All masks of a cached image (automatic mask generator), largest first.
+
+        ``options`` are keys of ``EVERYTHING_DEFAULTS``. Each record has
+        ``segmentation`` (COCO RLE), ``area``, ``bbox`` (XYWH), ``predicted_iou``,
+        ``stability_score``, ``point_coords`` and ``crop_box``. Results are
+        cached per image and options.
+        """
+        unknown = set(options) - set(EVERYTHING_DEFAULTS)
+        if unknown:
+            raise ServeError(400, "bad_options", f"unknown options: {', '.join(sorted(unknown))}")
+        opts = {**EVERYTHING_DEFAULTS, **options}
+        pps = int(opts["points_per_side"])
+        if not 1 <= pps <= self.limits.max_points_per_side:
+            raise ServeError(
+                400,
+                "bad_options",
+                f"points_per_side must be 1-{self.limits.max_points_per_side}, got {pps}",
+            )
+        entry = self.get(image_id)
+        key = tuple(sorted(opts.items()))
+        cached = entry.everything.get(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            cached = entry.everything.get(key)
+            if cached is not None:
+                return cached
+            generator = _make_generator(self.model, opts)
+            anns = generator.generate(entry.image)
+            records = sorted((_ann_record(a) for a in anns), key=lambda r: -r["area"])
+            while len(entry.everything) >= self.limits.everything_results_per_image:
+                entry.everything.pop(next(iter(entry.everything)))
+            entry.everything[key] = records
+        return records
+
+
+def _make_generator(model: Sam, opts: dict[str, float | int]) -> Any:
+    """The automatic mask generator in its fast mode when this install has one."""
+    from ..inference.amg import SamAutomaticMaskGenerator
+
+    kwargs = {
+        "points_per_side": int(opts["points_per_side"]),
+        "pred_iou_thresh": float(opts["pred_iou_thresh"]),
+        "stability_score_thresh": float(opts["stability_score_thresh"]),
+        "box_nms_thresh": float(opts["box_nms_thresh"]),
+        "min_mask_region_area": int(opts["min_mask_region_area"]),
+        "output_mode": "coco_rle",
+    }
+    try:
+        try:
+            return SamAutomaticMaskGenerator(model, fast=True, **kwargs)
+        except TypeError as e:
+            if "fast" not in str(e):
+                raise
+            return SamAutomaticMaskGenerator(model, **kwargs)
+    except NotImplementedError as e:
+        raise ServeError(
+            501, "not_available", f"segment-everything is not available: {e}"
+        ) from None
+
+
+def _ann_record(ann: dict[str, Any]) -> dict[str, Any]:
+    """A generator record with plain JSON types."""
+    seg = ann["segmentation"]
+    counts = seg["counts"]
+    return {
+        "segmentation": {
+            "size": [int(v) for v in seg["size"]],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+        },
+        "area": int(ann["area"]),
+        "bbox": [float(v) for v in ann["bbox"]],
+        "predicted_iou": float(ann["predicted_iou"]),
+        "stability_score": float(ann["stability_score"]),
+        "point_coords": [[float(x), float(y)] for x, y in np.asarray(ann["point_coords"])],
+        "crop_box": [float(v) for v in ann["crop_box"]],
+    }
