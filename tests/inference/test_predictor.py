@@ -203,3 +203,33 @@ def test_set_torch_image_checks_size(small_model):
         p.set_torch_image(torch.zeros(1, 3, 100, 100), (100, 100))
     with pytest.raises(ValueError, match="1x3xHxW"):
         p.set_torch_image(torch.zeros(3, 256, 256), (256, 256))
+
+
+def test_too_thin_image_is_rejected(small_model):
+    with pytest.raises(ValueError, match="too thin"):
+        SamPredictor(small_model).set_image(np.zeros((1, 3000, 3), np.uint8))
+
+
+def test_sam_forward_batched_api_matches_predictor(small_model):
+    """segment-anything's Sam.forward(batched_input) gives the predictor's results."""
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (100, 140, 3), dtype=np.uint8)
+    p = SamPredictor(small_model)
+    p.set_image(img)
+    boxes = np.array([[10, 10, 90, 80], [40, 30, 130, 95]], float)
+    ((m_ref, s_ref, l_ref),) = p.predict_batch(box_batch=[boxes])
+    t = p.transform
+    image_t = torch.as_tensor(t.apply_image(img)).permute(2, 0, 1).contiguous()
+    out = small_model(
+        [
+            {
+                "image": image_t,
+                "original_size": img.shape[:2],
+                "boxes": torch.as_tensor(t.apply_boxes(boxes, img.shape[:2]), dtype=torch.float),
+            }
+        ],
+        multimask_output=True,
+    )[0]
+    np.testing.assert_allclose(out["iou_predictions"].numpy(), s_ref, atol=1e-5)
+    np.testing.assert_allclose(out["low_res_logits"].numpy(), l_ref, atol=1e-4)
+    assert (out["masks"].numpy() != m_ref).sum() <= 16

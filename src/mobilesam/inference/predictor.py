@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..modeling import Sam
-from .transforms import ResizeLongestSide
+from .transforms import ResizeLongestSide, get_preprocess_shape
 from .validation import as_rgb_uint8, check_boxes, check_mask_input, check_points
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -35,10 +35,13 @@ class SamPredictor:
     def device(self) -> torch.device:
         return self.model.device
 
-    def _prepare(self, image: Any, image_format: str) -> torch.Tensor:
+    def _prepare(self, image: Any, image_format: str) -> tuple[torch.Tensor, tuple[int, int]]:
         rgb = as_rgb_uint8(image, image_format)
         if self.model.image_format == "BGR":  # mirrors the reference's format handling
             rgb = np.ascontiguousarray(rgb[..., ::-1])
+        h, w = rgb.shape[:2]
+        if min(get_preprocess_shape(h, w, self.transform.target_length)) < 1:
+            raise ValueError(f"image of shape {rgb.shape} is too thin to resize to the model input")
         resized = self.transform.apply_image(rgb)
         t = torch.as_tensor(resized, device=self.device)
         return t.permute(2, 0, 1).contiguous()[None], rgb.shape[:2]
