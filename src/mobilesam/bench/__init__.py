@@ -1,0 +1,1 @@
+"""Benchmarks of the inference backends (``mobilesam bench``); see ``bench.suite``."""

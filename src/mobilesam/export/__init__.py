@@ -1,0 +1,1 @@
+"""Export to ONNX (``mobilesam.export.onnx``); the graphs run in ``mobilesam.runtime``."""

@@ -1,0 +1,11 @@
+"""Torch-free inference on exported ONNX graphs (numpy, Pillow and onnxruntime only).
+
+from mobilesam.runtime import OnnxPredictor
+predictor = OnnxPredictor.from_dir("exported/")      # encoder.onnx + decoder.onnx
+predictor.set_image(rgb)
+masks, scores, low_res = predictor.predict(point_coords=[[500, 375]], point_labels=[1])
+"""
+
+from .predictor import OnnxPredictor, load_session
+
+__all__ = ["OnnxPredictor", "load_session"]
