@@ -61,9 +61,13 @@ def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> ServeErro
 
 
 def mask_to_png(mask: np.ndarray) -> bytes:
-    """HxW bool mask -> 8-bit grayscale PNG bytes (255 inside, 0 outside)."""
+    """HxW bool mask -> 1-bit grayscale PNG bytes (white inside the mask).
+
+    Readers expand it to 0/255 (OpenCV, browsers) or to bool (Pillow); 1-bit
+    is about 3x faster to write and smaller than an 8-bit PNG.
+    """
     buf = io.BytesIO()
-    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(mask, dtype=bool)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -107,7 +111,7 @@ def decode_float_array(value: object, shape: tuple[int, ...], name: str) -> np.n
                 f"{name} must hold {want} bytes (float32 {'x'.join(map(str, shape))}), "
                 f"got {len(raw)}",
             )
-        arr = np.frombuffer(raw, dtype="<f4").reshape(shape)
+        arr = np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
     else:
         try:
             arr = np.asarray(value, dtype=np.float32)

@@ -55,7 +55,9 @@ class MaskOut(BaseModel):
     score: float = Field(description="predicted IoU")
     area: int
     bbox: tuple[int, int, int, int] = Field(description="[x, y, w, h]")
-    png: str | None = Field(default=None, description="base64 PNG, 8-bit, 255 inside the mask")
+    png: str | None = Field(
+        default=None, description="base64 PNG, 1-bit grayscale, white inside the mask"
+    )
     rle: RLE | None = None
 
 
