@@ -79,3 +79,13 @@ def dog_image(shared_dir) -> np.ndarray:
 def truck_image(shared_dir) -> np.ndarray:
     with np.load(shared_dir / "images" / "truck.rgb.npz") as z:
         return z["rgb"]
+
+
+@pytest.fixture(scope="session")
+def small_onnx_dir(small_model, tmp_path_factory):
+    """``small_model`` exported to ONNX (fp32 + int8, validated); shared by export/runtime tests."""
+    from mobilesam.export.onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx_small")
+    export_onnx(small_model, out, quantize="int8", single_mask_decoder=True)
+    return out
