@@ -6,6 +6,7 @@ browser download of ``playwright install`` is not used).
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
@@ -187,7 +188,25 @@ def test_segment_everything_button(server_url, browser_context, shared_dir):
 def test_phone_viewport(server_url, browser_context, shared_dir, tmp_path):
     page = browser_context.new_page()
     page.set_viewport_size({"width": 390, "height": 844})
-    _open_photo(page, server_url, shared_dir / "images" / "dog.jpg", [])
+    page.goto(server_url + "/")
+    # Drop the photo on the page (a synthetic drop event carrying the file).
+    data = base64.b64encode((shared_dir / "images" / "dog.jpg").read_bytes()).decode()
+    page.evaluate(
+        """(b64) => {
+        const bin = atob(b64);
+        const bytes = new Uint8Array(bin.length);
+        for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "dog.jpg", {type: "image/jpeg"}));
+        const ev = new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true});
+        document.getElementById("stage").dispatchEvent(ev);
+    }""",
+        data,
+    )
+    page.wait_for_function(
+        "document.getElementById('status').textContent.includes('Click the object')",
+        timeout=60_000,
+    )
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page is wider than the phone screen ({width}px)"
     canvas = page.locator("#prompt-canvas")
