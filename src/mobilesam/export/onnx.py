@@ -127,19 +127,26 @@ def _export(
     verbose: bool,
 ) -> None:
     sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-    with sink, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module.eval(),
-            args,
-            str(path),
-            dynamo=True,
-            external_data=False,
-            input_names=list(input_names),
-            output_names=list(output_names),
-            dynamic_shapes=dynamic_shapes,
-            verbose=verbose,
-        )
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    if not verbose:  # e.g. "torchvision is not installed. Skipping torchvision::nms"
+        onnx_log.setLevel(logging.ERROR)
+    try:
+        with sink, warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module.eval(),
+                args,
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=list(input_names),
+                output_names=list(output_names),
+                dynamic_shapes=dynamic_shapes,
+                verbose=verbose,
+            )
+    finally:
+        onnx_log.setLevel(level)
 
 
 def encoder_example(model: Sam) -> tuple[torch.Tensor]:

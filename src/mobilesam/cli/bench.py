@@ -1,0 +1,147 @@
+"""``mobilesam bench``: latency, FLOPs and fidelity of the inference backends.
+
+``mobilesam bench [options]`` runs the backend suite (:mod:`mobilesam.bench.suite`).
+Further suites plug in as ``mobilesam bench <suite>``: a module
+``mobilesam.cli.bench_<suite>`` with ``add_parser(subparsers)`` and ``run(args)``,
+listed in ``SUITES``, is picked up when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from ._common import fail
+
+SUITES = ("everything",)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark the inference backends (torch exact/optimised, onnxruntime fp32/int8)",
+        description="Encoder, decoder (1 and N prompts) and end-to-end latency (min/median of "
+        "interleaved runs), parameters, counted FLOPs, achieved FLOP/s vs the measured matmul "
+        "peak, speed-ups vs the exact torch path from the same run, and fidelity (max logit "
+        "difference, mask IoU). Prints a table, writes bench.json and bench.png.",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="registered model name; repeat for several (default vit_t)",
+    )
+    p.add_argument("--checkpoint", default=None, help="weights file (only with one --model)")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="use seeded random weights (speed is valid; fidelity is then between backends on "
+        "random weights)",
+    )
+    p.add_argument("--image-size", type=int, default=None, help="model input size override")
+    p.add_argument("--image", default=None, help="photo to use (default: a synthetic picture)")
+    p.add_argument("--out", default="bench", help="folder for bench.json / bench.png")
+    p.add_argument(
+        "--backends",
+        default="torch-exact,torch-optimised,ort-fp32,ort-int8",
+        help="comma-separated subset (torch-exact is the reference for ratios and fidelity)",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
+    p.add_argument("--repeats-many", type=int, default=2, help="timed runs of the N-prompt call")
+    p.add_argument("--prompts", type=int, default=64, help="N, prompts in the batched call")
+    p.add_argument(
+        "--onnx-dir", default=None, help="reuse an export folder (one model) instead of exporting"
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
+    modules = []
+    for name in SUITES:
+        try:
+            modules.append(importlib.import_module(f"{__package__}.bench_{name}"))
+        except ModuleNotFoundError as e:
+            if e.name != f"{__package__}.bench_{name}":
+                raise
+    p.set_defaults(suite=None)
+    if modules:
+        suites = p.add_subparsers(dest="suite", metavar="SUITE", help="other benchmark suites")
+        for module in modules:
+            module.add_parser(suites).set_defaults(_suite_run=module.run)
+    return p
+
+
+def _load_models(args: argparse.Namespace) -> dict:
+    import torch
+
+    from ..build import build_model
+    from ..checkpoint import read_config
+    from ..hub import resolve_checkpoint
+
+    names = args.model or ["vit_t"]
+    if args.checkpoint and len(names) > 1:
+        raise ValueError("--checkpoint applies to one --model only")
+    overrides = {"image_size": args.image_size} if args.image_size else {}
+    models = {}
+    for name in names:
+        if args.random_weights:
+            torch.manual_seed(0)
+            model = build_model(name, **overrides)
+        else:
+            path = resolve_checkpoint(name, args.checkpoint)
+            config = read_config(path)
+            model = build_model(config if config is not None else name, path, **overrides)
+        label = name if not overrides else f"{name}@{args.image_size}"
+        models[label] = model.eval()
+    return models
+
+
+def run(args: argparse.Namespace) -> int:
+    suite_run = getattr(args, "_suite_run", None)
+    if args.suite and suite_run is not None:
+        return int(suite_run(args) or 0)
+
+    import numpy as np
+    from PIL import Image
+
+    from ..bench.report import format_table
+    from ..bench.suite import BenchConfig, run_suite
+    from ..export.onnx import synthetic_image
+    from ..inference.optimize import set_threads
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    if args.repeats < 1 or args.repeats_many < 1 or args.prompts < 1:
+        return fail("--repeats, --repeats-many and --prompts must be at least 1")
+    set_threads(args.threads)
+    try:
+        models = _load_models(args)
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
+        return fail(f"{str(e).strip(chr(39) + chr(34))} (or pass --random-weights)")
+    if args.image:
+        try:
+            image = np.array(Image.open(args.image).convert("RGB"))
+        except OSError as e:
+            return fail(f"cannot read image {args.image}: {e}")
+    else:
+        image = synthetic_image(768, 1024)
+    onnx_dirs = None
+    if args.onnx_dir:
+        if len(models) > 1:
+            return fail("--onnx-dir applies to one --model only")
+        if not (Path(args.onnx_dir) / "encoder.onnx").is_file():
+            return fail(f"{args.onnx_dir} has no encoder.onnx (run `mobilesam export onnx`)")
+        onnx_dirs = {next(iter(models)): Path(args.onnx_dir)}
+    cfg = BenchConfig(
+        image=image,
+        out_dir=args.out,
+        backends=backends,
+        repeats=args.repeats,
+        repeats_many=args.repeats_many,
+        many_prompts=args.prompts,
+        onnx_dirs=onnx_dirs,
+    )
+    try:
+        report = run_suite(models, cfg)
+    except ValueError as e:
+        return fail(str(e))
+    print(format_table(report))
+    print(f"\nwrote {Path(args.out) / 'bench.json'} and {Path(args.out) / 'bench.png'}")
+    return 0
