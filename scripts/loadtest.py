@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import socket
 import sys
@@ -162,6 +163,7 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
                     results.append((expect_error, status, time.perf_counter() - t0))
 
     print(f"{args.requests} prompt requests from {args.clients} clients ...", flush=True)
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(args.clients) as pool:
         list(pool.map(client, range(args.clients)))
@@ -177,6 +179,8 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
         "image_size": health["image_size"],
         "images": [f"{i['width']}x{i['height']}" for i in images],
         "clients": args.clients,
+        "cpus": os.cpu_count(),
+        "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "requests": len(results),
         "wall_s": round(wall, 2),
         "throughput_rps": round(len(results) / wall, 1),
@@ -231,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['requests']:>10} {summary['ok_200']:>6} {summary['expected_4xx']:>9} "
         f"{summary['status_5xx']:>5} {summary['unexpected']:>6} {lat['p50']:>8} {lat['p90']:>8} "
         f"{lat['p99']:>8} {lat['max']:>8} {summary['throughput_rps']:>7}"
+    )
+    print(
+        f"(machine: {summary['cpus']} CPUs, 1-min load average {summary['load_avg_1min'][0]} "
+        f"before, {summary['load_avg_1min'][1]} after)"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")

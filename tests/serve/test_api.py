@@ -293,6 +293,8 @@ def test_predict_with_previous_logits(client, image_id):
         ({"points": [[10, 10]], "labels": [1, 0]}, 400),
         ({"labels": [1]}, 400),
         ({"points": [[10, 10]], "labels": [2]}, 400),
+        ({"points": [[10, 10]], "labels": [10**30]}, 400),
+        ({"points": [[10, 10]], "labels": [1], "box": [0, 0, 10**30, 1]}, 400),
         ({"points": [[-1, 10]], "labels": [1]}, 400),
         ({"points": [[10, 268]], "labels": [1]}, 400),
         ({"points": [[1e300, 1]], "labels": [1]}, 400),
@@ -332,7 +334,7 @@ def test_unknown_image_id(client):
 
 
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats() | st.text(max_size=5),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=5),
     max_leaves=12,
 )

@@ -194,15 +194,13 @@ class SegmentationService:
                     "bad_prompt",
                     f"{len(points)} points; at most {self.limits.max_points} are allowed",
                 )
+            bad = [v for v in labels if v not in (0, 1)]  # before numpy: any int may come in
+            if bad:
+                raise ServeError(
+                    400, "bad_prompt", f"labels must be 1 (object) or 0 (background), got {bad[0]}"
+                )
             coords = np.asarray(points, dtype=np.float64).reshape(-1, 2)
             lab = np.asarray(labels, dtype=np.int64)
-            bad = ~np.isin(lab, (0, 1))
-            if bad.any():
-                raise ServeError(
-                    400,
-                    "bad_prompt",
-                    f"labels must be 1 (object) or 0 (background), got {int(lab[bad][0])}",
-                )
             for i, (x, y) in enumerate(coords):
                 if not (np.isfinite(x) and np.isfinite(y) and 0 <= x <= w and 0 <= y <= h):
                     raise ServeError(
