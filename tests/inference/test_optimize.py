@@ -1,0 +1,95 @@
+"""Torch-path optimisations stay within the parity tolerances of the exact path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mobilesam import SamPredictor
+from mobilesam.inference.optimize import (
+    EmbeddingCache,
+    FastPredictor,
+    OptimizeConfig,
+    fold_conv_bn,
+    optimize_model,
+)
+from mobilesam.modeling import tiny_vit as tv
+from mobilesam.modeling import transformer as tr
+
+
+def test_fold_conv_bn_matches_conv_then_bn():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 12, 3, stride=2, padding=1, groups=4, bias=False)
+    bn = nn.BatchNorm2d(12)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.2, 3)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    bn.eval()
+    x = torch.randn(2, 8, 15, 17)
+    fused = fold_conv_bn(conv, bn)
+    torch.testing.assert_close(fused(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
+
+
+def test_original_model_is_left_alone(small_model):
+    fast = optimize_model(small_model)
+    assert any(isinstance(m, tv.Conv2dBN) for m in small_model.modules())
+    assert not any(isinstance(m, tv.Conv2dBN) for m in fast.modules())
+    assert all(
+        type(m) is tr.Attention for m in small_model.modules() if isinstance(m, tr.Attention)
+    )
+    assert all(p.requires_grad for p in small_model.parameters())
+
+
+@pytest.fixture(scope="module")
+def exact_dog(vit_t_model, dog_image):
+    exact = SamPredictor(vit_t_model)
+    exact.set_image(dog_image)
+    return exact
+
+
+@pytest.mark.parametrize(
+    "config", [OptimizeConfig(), OptimizeConfig(channels_last=True)], ids=["default", "chlast"]
+)
+def test_vit_t_optimised_within_parity_tolerances(vit_t_model, dog_image, exact_dog, config):
+    exact = exact_dog
+    fast = SamPredictor(optimize_model(vit_t_model, config))
+    fast.set_image(dog_image)
+    diff = (exact.get_image_embedding() - fast.get_image_embedding()).abs().max().item()
+    assert diff <= 1.3e-5
+    h, w = dog_image.shape[:2]
+    prompt = {"point_coords": [[w * 0.4, h * 0.5], [w * 0.8, h * 0.3]], "point_labels": [1, 0]}
+    me, se, le = exact.predict(**prompt)
+    mf, sf, lf = fast.predict(**prompt)
+    np.testing.assert_allclose(lf, le, atol=1.4e-4, rtol=0)
+    np.testing.assert_allclose(sf, se, atol=1e-5, rtol=0)
+    assert all((a != b).sum() <= 16 for a, b in zip(me, mf))
+
+
+def test_fast_predictor_cache(small_model):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (100, 140, 3), dtype=np.uint8)
+    b = a.copy()
+    b[0, 0, 0] ^= 1  # one bit differs: a different image
+    fast = FastPredictor(small_model, cache_size=2)
+    exact = SamPredictor(small_model)
+    fast.set_image(a)
+    emb_a = fast.get_image_embedding()
+    fast.set_image(b)
+    fast.set_image(np.ascontiguousarray(a[..., ::-1]), image_format="BGR")  # same pixels
+    assert (fast.cache.hits, fast.cache.misses) == (1, 2)
+    assert fast.get_image_embedding() is emb_a and fast.original_size == (100, 140)
+    exact.set_image(a)
+    np.testing.assert_allclose(
+        fast.predict(box=[10, 10, 90, 80])[2], exact.predict(box=[10, 10, 90, 80])[2], atol=1e-4
+    )
+
+
+def test_embedding_cache_is_lru():
+    cache = EmbeddingCache(max_items=2)
+    for key in "abc":
+        cache.put(key, (torch.zeros(1), (1, 1), (1, 1)))
+    assert len(cache) == 2 and cache.get("a") is None and cache.get("c") is not None
