@@ -88,6 +88,7 @@ def _cache(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..distill.cache import CacheError
     from ..distill.config import DistillConfig, config_from_args
     from ..distill.report import format_summary, plot_curves, summarize
     from ..distill.train import Distiller
@@ -98,7 +99,7 @@ def _train(args: argparse.Namespace) -> int:
         distiller = Distiller(cfg, progress=not args.quiet)
         rank = distiller.env.rank
         result = distiller.train()
-    except (FileExistsError, FileNotFoundError, ValueError, KeyError) as e:
+    except (CacheError, FileExistsError, FileNotFoundError, ValueError, KeyError) as e:
         return fail(str(e).strip("'\""))
     if rank == 0 and result.finished:
         print(format_summary(summarize(cfg.out)))

@@ -43,6 +43,7 @@ from .students import student_model_config
 from .teacher import load_teacher, teacher_embed
 
 STUDENT_FILE = "student_encoder.safetensors"
+UNUSED_PREFIXES = ("head.", "norm_head.")
 
 
 def lr_factor(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float:
@@ -136,15 +137,13 @@ class Distiller:
             teacher_config = cache.teacher_config
             self.dataset: Any = CachedDataset(cache, verify=config.verify_cache)
         else:
+            if source is None and not config.images:
+                raise ValueError("give a cache (--cache) or images for online mode (--images)")
+            if teacher is None and not config.teacher_checkpoint:
+                raise ValueError("online mode needs the teacher's weights (--teacher-checkpoint)")
             if source is None:
-                if not config.images:
-                    raise ValueError("give a cache (--cache) or images for online mode (--images)")
                 source = open_source(config.images)
             if teacher is None:
-                if not config.teacher_checkpoint:
-                    raise ValueError(
-                        "online mode needs the teacher's weights (--teacher-checkpoint)"
-                    )
                 teacher = load_teacher(
                     config.teacher, config.teacher_checkpoint, config.image_size, self.device
                 )
@@ -174,8 +173,10 @@ class Distiller:
         for p in self.student.parameters():
             p.requires_grad_(False)
         self.encoder = self.student.image_encoder
-        for p in self.encoder.parameters():
-            p.requires_grad_(True)
+        for name, p in self.encoder.named_parameters():
+            # TinyViT's ImageNet head is kept for checkpoint compatibility but never used:
+            # trainable, it would stall DDP (parameters without gradients).
+            p.requires_grad_(not name.startswith(UNUSED_PREFIXES))
 
         self.train_indices, self.holdout_indices = split_holdout(
             len(self.dataset), config.holdout, config.seed
