@@ -128,6 +128,11 @@ class Distiller:
         self.device = self.env.device
         self.precision = resolve_precision(config.precision, self.device)
         self.run_dir = Path(config.out)
+        if not config.resume and (self.run_dir / CHECKPOINT).is_file():
+            raise FileExistsError(
+                f"{self.run_dir} already holds a checkpoint; pass --resume to continue it "
+                "or choose another --out"
+            )
 
         if cache is None and config.cache:
             cache = EmbeddingCache(config.cache, config.images_root)
@@ -272,11 +277,6 @@ class Distiller:
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
             return 0, None
-        if not self.config.resume:
-            raise FileExistsError(
-                f"{self.run_dir} already holds a checkpoint; pass --resume to continue it "
-                "or choose another --out"
-            )
         state = load_state(path)
         saved = state["config"]
         diffs = [
