@@ -177,6 +177,24 @@ def test_upload_errors(client, image):
     _assert_error(client.post("/api/images", data={"file": "not a file"}), 415)
     _assert_error(client.post("/api/images", json={"image": "x"}), 415)
     _assert_error(client.post("/api/images", content=b""), 400, "empty_upload")
+    for ctype in ("multipart/form-data", "multipart/form-data; boundary=xyz"):
+        _assert_error(
+            client.post("/api/images", content=b"junk", headers={"content-type": ctype}), 400
+        )
+
+
+def test_model_factory_is_called_once_when_first_needed(small_model):
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return small_model
+
+    with TestClient(create_app(factory)) as c:
+        assert calls == []
+        assert c.get("/health").json()["image_size"] == 256
+        assert c.get("/health").status_code == 200
+        assert calls == [1]
 
 
 @pytest.mark.parametrize("size", [(5000, 5000), (30000, 30000), (1, 2**31 - 1)])
