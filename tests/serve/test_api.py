@@ -488,3 +488,56 @@ def test_segment_everything(client, image_id):
 )
 def test_everything_bad_options(client, image_id, body, status):
     _assert_error(client.post(f"/api/images/{image_id}/everything", json=body), status)
+
+
+def test_everything_falls_back_when_the_generator_has_no_fast_mode(monkeypatch, small_model, image):
+    import mobilesam.inference.amg as amg
+
+    seen = {}
+
+    class OldGenerator:  # the official signature, without ``fast``
+        def __init__(
+            self,
+            model,
+            points_per_side=32,
+            pred_iou_thresh=0.88,
+            stability_score_thresh=0.95,
+            box_nms_thresh=0.7,
+            min_mask_region_area=0,
+            output_mode="binary_mask",
+        ):
+            seen.update(points_per_side=points_per_side, output_mode=output_mode)
+
+        def generate(self, rgb):
+            h, w = rgb.shape[:2]
+            m = np.zeros((h, w), bool)
+            m[:10, :20] = True
+            from mobilesam.serve.codec import mask_to_rle
+
+            return [
+                {
+                    "segmentation": mask_to_rle(m),
+                    "area": 200,
+                    "bbox": [0, 0, 20, 10],
+                    "predicted_iou": 0.9,
+                    "stability_score": 0.97,
+                    "point_coords": [[5.0, 5.0]],
+                    "crop_box": [0, 0, w, h],
+                }
+            ]
+
+    monkeypatch.setattr(amg, "SamAutomaticMaskGenerator", OldGenerator)
+    service = SegmentationService(small_model)
+    image_id = service.add_array(image[:50, :60].copy())[0].image_id
+    records = service.everything(image_id, points_per_side=3)
+    assert seen["points_per_side"] == 3 and seen["output_mode"] == "coco_rle"
+    assert records[0]["area"] == 200 and records[0]["segmentation"]["size"] == [50, 60]
+
+    class Missing:
+        def __init__(self, *args, **kwargs):
+            raise NotImplementedError("no generator in this build")
+
+    monkeypatch.setattr(amg, "SamAutomaticMaskGenerator", Missing)
+    with TestClient(create_app(service)) as c:
+        r = c.post(f"/api/images/{image_id}/everything", json={"points_per_side": 5})
+        _assert_error(r, 501, "not_available")
