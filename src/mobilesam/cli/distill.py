@@ -61,7 +61,10 @@ def _cache(args: argparse.Namespace) -> int:
     cfg = config_from_args(CacheConfig, args)
     if not cfg.teacher_checkpoint:
         return fail("--teacher-checkpoint is required (a random teacher teaches nothing)")
-    env = setup(cfg.device)
+    from datetime import timedelta
+
+    # gloo with a long timeout: ranks only wait for each other once, at the very end
+    env = setup(cfg.device, backend="gloo", timeout=timedelta(days=2))
     try:
         source = open_source(cfg.images, cfg.source_kind)
         if env.is_main:

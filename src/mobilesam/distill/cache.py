@@ -301,11 +301,12 @@ def build_cache(
             bar.update(len(batch))
             bar.set_postfix(bad=sum(1 for b in batch if b["image"] is None), refresh=False)
     bar.close()
+    # Whichever process completes the last shard writes the index (identical content if
+    # two race); under torchrun rank 0 also waits for the others so it can report.
+    report.complete = finalize_cache(out)
     barrier(env)
-    report.complete = finalize_cache(out) if env.is_main or not env.distributed else False
-    barrier(env)
-    if not report.complete and (out / "index.jsonl").is_file():
-        report.complete = True
+    if not report.complete and env.is_main:
+        report.complete = finalize_cache(out)
     if report.complete:
         cache = EmbeddingCache(out)
         report.cached = len(cache)

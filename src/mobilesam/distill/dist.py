@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -45,8 +46,14 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def setup(device: str = "auto") -> DistEnv:
-    """Read the torchrun environment and start the process group if needed."""
+def setup(
+    device: str = "auto", backend: str | None = None, timeout: timedelta | None = None
+) -> DistEnv:
+    """Read the torchrun environment and start the process group if needed.
+
+    ``backend`` defaults to NCCL on GPU and gloo on CPU. The cache builder uses
+    gloo with a long ``timeout``: it only waits for the slowest rank at the end.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -54,17 +61,17 @@ def setup(device: str = "auto") -> DistEnv:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
+        backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
         kwargs: dict[str, Any] = {"backend": backend}
-        if backend == "nccl":
-            kwargs["device_id"] = dev
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         dist.init_process_group(**kwargs)
     return DistEnv(rank, world, local_rank, dev)
 
 
 def barrier(env: DistEnv) -> None:
     if env.distributed and dist.is_initialized():
-        if env.device.type == "cuda":
+        if env.device.type == "cuda" and dist.get_backend() == "nccl":
             dist.barrier(device_ids=[env.device.index])
         else:
             dist.barrier()
@@ -79,11 +86,15 @@ def all_gather_object(env: DistEnv, obj: Any) -> list[Any]:
     return out
 
 
+def _collective_device(env: DistEnv) -> torch.device:
+    return env.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def mean_across_ranks(env: DistEnv, value: float) -> float:
     """Average a Python float over all ranks."""
     if not (env.distributed and dist.is_initialized()):
         return value
-    t = torch.tensor([value], dtype=torch.float64, device=env.device)
+    t = torch.tensor([value], dtype=torch.float64, device=_collective_device(env))
     dist.all_reduce(t)
     return float(t.item()) / env.world_size
 
@@ -91,7 +102,7 @@ def mean_across_ranks(env: DistEnv, value: float) -> float:
 def sum_across_ranks(env: DistEnv, value: int) -> int:
     if not (env.distributed and dist.is_initialized()):
         return value
-    t = torch.tensor([value], dtype=torch.float64, device=env.device)
+    t = torch.tensor([value], dtype=torch.float64, device=_collective_device(env))
     dist.all_reduce(t)
     return int(t.item())
 

@@ -327,6 +327,12 @@ class Distiller:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         distmod.barrier(env)
         start, rng_state = self._resume()
+        if start >= self.total_steps and (self.run_dir / STUDENT_FILE).is_file():
+            if env.is_main:
+                print(f"{self.run_dir}: already finished ({start} steps)")
+            if self._own_env:
+                distmod.teardown(env)
+            return TrainResult(self.run_dir, start, self.total_steps, self.student, None, True)
         log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=env.is_main)
         if env.is_main:
             log.truncate_after(start)
@@ -384,6 +390,11 @@ class Distiller:
             done = step + 1
             window_steps += 1
             loss_avg = distmod.mean_across_ranks(env, loss_sum / cfg.grad_accum)
+            if not math.isfinite(loss_avg) and self.precision != "fp16":  # fp16: scaler skips
+                raise FloatingPointError(
+                    f"loss is {loss_avg} at step {done}; resume from the last checkpoint with "
+                    "a lower --lr (or --precision fp32)"
+                )
             bar.update(1)
             if done % cfg.log_every == 0 or done == end:
                 now = time.perf_counter()
