@@ -85,6 +85,9 @@ class SamPredictor:
             batch = torch.cat([self.model.preprocess(t.to(self.device)) for t in chunk], dim=0)
             feats.append(self.model.image_encoder(batch))
         self.features = torch.cat(feats, dim=0)
+        # The dense positional encoding depends only on the model: compute it once per image
+        # set rather than once per prompt.
+        self._dense_pe = self.model.prompt_encoder.get_dense_pe()
         self.original_sizes = sizes
         self.input_sizes = [tuple(int(v) for v in t.shape[-2:]) for t in tensors]
         self.is_image_set = True
@@ -93,6 +96,7 @@ class SamPredictor:
         """Forget the current image(s) and their embeddings."""
         self.is_image_set = False
         self.features: torch.Tensor | None = None
+        self._dense_pe: torch.Tensor | None = None
         self.original_sizes: list[tuple[int, int]] = []
         self.input_sizes: list[tuple[int, int]] = []
 
@@ -212,7 +216,7 @@ class SamPredictor:
         sparse, dense = pe(points=points, boxes=boxes, masks=mask_input)
         low_res, iou = self.model.mask_decoder(
             image_embeddings=self.features[index : index + 1],
-            image_pe=pe.get_dense_pe(),
+            image_pe=self._dense_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
