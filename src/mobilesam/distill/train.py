@@ -211,6 +211,7 @@ class Distiller:
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self._holdout: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._skipped = 0  # unreadable images met by this rank (online mode)
 
     # ------------------------------------------------------------------ pieces
     def _autocast(self) -> Any:
@@ -269,6 +270,7 @@ class Distiller:
             "scaler": self.scaler.state_dict(),
             "rng": distmod.all_gather_object(self.env, capture_rng()),
             "data_position": sampler.position(step) if step < self.total_steps else None,
+            "skipped": distmod.all_gather_object(self.env, self._skipped),
             "config": self.config.to_dict(),
         }
 
@@ -294,6 +296,7 @@ class Distiller:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        self._skipped = int(state.get("skipped", [0] * self.env.world_size)[self.env.rank])
         return int(state["step"]), state["rng"][self.env.rank]
 
     def _write_run_info(self) -> None:
@@ -318,6 +321,42 @@ class Distiller:
         (self.run_dir / "run.json").write_text(json.dumps(info, indent=1))
 
     # -------------------------------------------------------------------- loop
+    def _train_step(self, batches: Any, bar: Any) -> tuple[float, float]:
+        """One optimizer step over ``grad_accum`` micro-batches: (mean loss over ranks, lr)."""
+        cfg, env = self.config, self.env
+        loss_sum = 0.0
+        for m in range(cfg.grad_accum):
+            batch = next(batches)
+            for msg in batch.skipped:
+                self._skipped += 1
+                bar.write(f"distill: skipped {msg}")
+            x = preprocess_batch(self.student, batch.images)
+            target = self._targets(x, batch.targets)
+            last = m == cfg.grad_accum - 1
+            # DDP all-reduces gradients only on the last micro-batch of a step
+            ctx = self.model.no_sync() if env.distributed and not last else nullcontext()
+            with ctx:  # type: ignore[attr-defined]
+                with self._autocast():
+                    pred = self.model(x)
+                loss = F.mse_loss(pred.float(), target)
+                self.scaler.scale(loss / cfg.grad_accum).backward()
+            loss_sum += float(loss.detach())
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.encoder.parameters(), cfg.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        loss_avg = distmod.mean_across_ranks(env, loss_sum / cfg.grad_accum)
+        if not math.isfinite(loss_avg) and self.precision != "fp16":  # fp16: the scaler skips
+            raise FloatingPointError(
+                f"loss is {loss_avg}; the run diverged. Start again (new --out) with a lower --lr "
+                "(or --precision fp32)"
+            )
+        return loss_avg, lr
+
     def train(self, stop_after: int | None = None) -> TrainResult:
         """Run (or continue) training; ``stop_after`` ends after that many steps in this call."""
         from tqdm import tqdm
@@ -359,48 +398,18 @@ class Distiller:
         batches = iter(loader)
         if rng_state is not None:
             restore_rng(rng_state)
-        window_t, window_steps, skipped = time.perf_counter(), 0, 0
+        window_t, window_steps = time.perf_counter(), 0
         step = start
         for step in range(start, end):
-            loss_sum = 0.0
-            for m in range(cfg.grad_accum):
-                batch = next(batches)
-                for msg in batch.skipped:
-                    skipped += 1
-                    bar.write(f"distill: skipped {msg}")
-                x = preprocess_batch(self.student, batch.images)
-                target = self._targets(x, batch.targets)
-                last = m == cfg.grad_accum - 1
-                # DDP all-reduces gradients only on the last micro-batch of a step
-                ctx = self.model.no_sync() if env.distributed and not last else nullcontext()
-                with ctx:  # type: ignore[attr-defined]
-                    with self._autocast():
-                        pred = self.model(x)
-                    loss = F.mse_loss(pred.float(), target)
-                    self.scaler.scale(loss / cfg.grad_accum).backward()
-                loss_sum += float(loss.detach())
-            if cfg.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.encoder.parameters(), cfg.grad_clip)
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
+            loss_avg, lr = self._train_step(batches, bar)
             done = step + 1
             window_steps += 1
-            loss_avg = distmod.mean_across_ranks(env, loss_sum / cfg.grad_accum)
-            if not math.isfinite(loss_avg) and self.precision != "fp16":  # fp16: scaler skips
-                raise FloatingPointError(
-                    f"loss is {loss_avg} at step {done}; resume from the last checkpoint with "
-                    "a lower --lr (or --precision fp32)"
-                )
             bar.update(1)
             if done % cfg.log_every == 0 or done == end:
                 now = time.perf_counter()
                 ips = window_steps * self.global_batch / max(now - window_t, 1e-9)
                 window_t, window_steps = now, 0
-                total_skipped = distmod.sum_across_ranks(env, skipped)
+                total_skipped = distmod.sum_across_ranks(env, self._skipped)
                 log.write(
                     {"kind": "train", "step": done, "epoch": done / self.steps_per_epoch,
                      "loss": loss_avg, "lr": lr, "images_per_s": ips,
