@@ -1,0 +1,198 @@
+"""Fast path of the automatic mask generator: same masks, much less work.
+
+Differences from the exact path (which follows the reference step by step):
+
+* prompts are decoded by :class:`~.fast_decoder.FastPointDecoder` (no per-prompt
+  copy of the image embedding; masks are upscaled only for prompts whose predicted
+  IoU passes the filter);
+* a candidate's full-resolution logits are computed only inside the window where
+  they can exceed ``-stability_score_offset``: both bilinear resizes of the
+  reference post-processing are convex combinations of low-res logits, so outside
+  the window spanned by low-res logits above that level every full-size logit is
+  below it and counts for neither the mask nor the stability score. Inside the
+  window the two resizes are applied as one separable linear map;
+* NMS runs on those boxes before any RLE is computed, so only kept masks are
+  encoded;
+* the image embedding of each crop is cached, so calling ``generate`` again on
+  the same image skips the encoder.
+
+Scores, boxes and masks equal the exact path's up to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .fast_decoder import FastPointDecoder
+from .grids import is_box_near_crop_edge, uncrop_boxes_xyxy, uncrop_points
+from .masks import batched_nms
+from .window_resize import MaskResizer, window_rle
+
+if TYPE_CHECKING:
+    from .amg import MaskRecords, SamAutomaticMaskGenerator
+
+__all__ = ["FastState", "process_crop_fast"]
+
+
+class FastState:
+    """Per-generator state of the fast path: decoder and an embedding cache."""
+
+    def __init__(self, model: torch.nn.Module, cache_size: int = 8) -> None:
+        self.decoder = FastPointDecoder(model)
+        self.cache: OrderedDict[str, tuple[torch.Tensor, tuple[int, int]]] = OrderedDict()
+        self.cache_size = cache_size
+
+
+def _encode_cached(gen: SamAutomaticMaskGenerator, state: FastState, crop: np.ndarray) -> None:
+    """set_image on the crop, or reuse its embedding from an earlier call."""
+    h = hashlib.blake2b(np.ascontiguousarray(crop).data, digest_size=16)
+    h.update(repr(crop.shape).encode())
+    key = h.hexdigest()
+    p = gen.predictor
+    hit = state.cache.get(key)
+    if hit is not None:
+        state.cache.move_to_end(key)
+        feats, input_size = hit
+        p.reset_image()
+        p.features = feats
+        p.original_sizes = [tuple(crop.shape[:2])]
+        p.input_sizes = [input_size]
+        p.is_image_set = True
+        return
+    p.set_image(crop)
+    assert p.features is not None and p.input_size is not None
+    state.cache[key] = (p.features, p.input_size)
+    while len(state.cache) > state.cache_size:
+        state.cache.popitem(last=False)
+
+
+def _window_candidate(
+    resizer: MaskResizer, low: np.ndarray, thr: float, off: float
+) -> tuple[np.float32, list[int], tuple[int, int, np.ndarray | None]]:
+    """Exact stability, box (crop frame, inclusive) and tight mask of one low-res mask."""
+    res = resizer.window_logits(low, thr - off)
+    if res is None:
+        return np.float32("nan"), [0, 0, 0, 0], (0, 0, None)
+    y0, x0, logits = res
+    inter = np.count_nonzero(logits > thr + off)
+    union = np.count_nonzero(logits > thr - off)
+    stab = np.float32(inter) / np.float32(union) if union else np.float32("nan")
+    mask = logits > thr
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return stab, [0, 0, 0, 0], (0, 0, None)
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    tight = np.ascontiguousarray(mask[r0 : r1 + 1, c0 : c1 + 1])
+    return stab, [x0 + c0, y0 + r0, x0 + c1, y0 + r1], (y0 + r0, x0 + c0, tight)
+
+
+def process_crop_fast(
+    gen: SamAutomaticMaskGenerator,
+    image: np.ndarray,
+    crop_box: list[int],
+    layer_idx: int,
+    orig_size: tuple[int, int],
+) -> MaskRecords:
+    """The fast path's version of ``SamAutomaticMaskGenerator._process_crop``."""
+    from .amg import MaskRecords
+
+    if gen._fast_state is None:
+        gen._fast_state = FastState(gen.predictor.model)
+    state: FastState = gen._fast_state
+    tm = gen.timings
+    x0c, y0c, x1c, y1c = crop_box
+    crop = image[y0c:y1c, x0c:x1c, :]
+    t0 = time.perf_counter()
+    _encode_cached(gen, state, crop)
+    p = gen.predictor
+    model = p.model
+    cropped_size = tuple(crop.shape[:2])
+    fd = state.decoder
+    assert p.features is not None and p.input_size is not None
+    fd.set_embedding(p.features)
+    tm["encoder"] += time.perf_counter() - t0
+
+    resizer = MaskResizer(
+        (4 * fd.grid[0], 4 * fd.grid[1]), model.image_size, p.input_size, cropped_size
+    )
+    thr = model.mask_threshold
+    off = gen.stability_score_offset
+    points_all = gen.point_grids[layer_idx] * np.array(cropped_size)[None, ::-1]
+    chunk = max(gen.points_per_batch, 64)
+    cand_iou, cand_stab, cand_pts, cand_boxes, cand_masks = [], [], [], [], []
+    for s in range(0, len(points_all), chunk):
+        t0 = time.perf_counter()
+        points = points_all[s : s + chunk]
+        coords = torch.as_tensor(p.transform.apply_coords(points, cropped_size), device=p.device)
+        labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=p.device)
+        sparse = fd.prompt_embeddings(coords[:, None, :], labels)
+        tokens, keys = fd.transformer(sparse)
+        iou = fd.iou(tokens)
+        keep = iou > gen.pred_iou_thresh if gen.pred_iou_thresh > 0.0 else torch.ones_like(iou)
+        keep = keep.bool()
+        sel = torch.nonzero(keep.any(dim=1)).flatten()
+        if sel.numel() == 0:
+            tm["decoder"] += time.perf_counter() - t0
+            continue
+        low = fd.masks(tokens[sel], keys[sel])
+        del keys
+        t1 = time.perf_counter()
+        tm["decoder"] += t1 - t0
+        ksel = keep[sel]
+        low_np = low[ksel].cpu().float().numpy()
+        del low
+        ious = iou[sel][ksel].cpu().tolist()
+        pidx = sel.cpu()[:, None].expand(-1, 3)[ksel.cpu()].tolist()
+        todo = np.arange(len(low_np))
+        if gen.stability_score_thresh > 0.0:
+            # Rejected here means rejected by the exact score too (it is a bound).
+            ub = np.concatenate(
+                [
+                    resizer.stability_upper_bound(low_np[i : i + 16], thr, off)
+                    for i in range(0, len(low_np), 16)
+                ]
+            )
+            todo = np.flatnonzero(ub >= gen.stability_score_thresh)
+        for j in todo.tolist():
+            stab, box, window = _window_candidate(resizer, low_np[j], thr, off)
+            if gen.stability_score_thresh > 0.0 and not stab >= gen.stability_score_thresh:
+                continue
+            cand_iou.append(ious[j])
+            cand_stab.append(stab)
+            cand_pts.append(points[pidx[j]])
+            cand_boxes.append(box)
+            cand_masks.append(window)
+        tm["postprocess"] += time.perf_counter() - t1
+
+    t0 = time.perf_counter()
+    boxes = torch.tensor(cand_boxes, dtype=torch.int64).reshape(-1, 4)
+    iou_t = torch.tensor(cand_iou, dtype=torch.float32)
+    keep = ~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
+    keep_idx = torch.nonzero(keep).flatten()
+    boxes, iou_t = boxes[keep_idx], iou_t[keep_idx]
+    nms_keep = batched_nms(boxes.float(), iou_t, torch.zeros(len(boxes)), gen.box_nms_thresh)
+    final = keep_idx[nms_keep].tolist()
+    rles = [
+        window_rle(m, y + crop_box[1], x + crop_box[0], orig_size)
+        for (y, x, m) in (cand_masks[i] for i in final)
+    ]
+    data = MaskRecords(
+        rles=rles,
+        boxes=uncrop_boxes_xyxy(boxes[nms_keep], crop_box),
+        iou_preds=iou_t[nms_keep],
+        points=uncrop_points(
+            torch.as_tensor(np.array([cand_pts[i] for i in final]).reshape(-1, 2)), crop_box
+        ),
+        stability_score=torch.tensor([cand_stab[i] for i in final], dtype=torch.float32),
+        crop_boxes=torch.tensor([crop_box] * len(final), dtype=torch.int64).reshape(-1, 4),
+    )
+    p.reset_image()
+    tm["postprocess"] += time.perf_counter() - t0
+    return data

@@ -1,0 +1,170 @@
+"""Full-size mask logits computed only where needed, for the fast mask generator.
+
+``Sam.postprocess_masks`` resizes 256x256 low-res logits twice with bilinear
+interpolation (to the padded input, crop, to the original size). Per axis that
+is one fixed linear map with at most a few consecutive nonzero taps per output
+pixel, every row being a convex combination of low-res values. This module
+
+* applies that map in blocks of output pixels (banded matmuls), to any window;
+* finds the window outside which every logit is below a level (a pixel can only
+  exceed a level if one of its low-res taps does);
+* bounds the stability score from the low-res logits alone (max / min over each
+  pixel's taps), so most candidates are rejected without any full-size work;
+* encodes a window mask as an uncompressed RLE of the whole image.
+
+Arrays are numpy float32 / bool. Frames: low-res (256x256), output (the crop's
+original size HxW).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["AxisResize", "bilinear_matrix", "stability_upper_bound", "window_rle", "MaskResizer"]
+
+# Low-res logits within this margin of a level count as reaching it, so float rounding
+# of the interpolation weights can never move a pixel across a bound.
+_MARGIN = 1e-3
+
+
+def bilinear_matrix(in_len: int, out_len: int) -> np.ndarray:
+    """out_len x in_len float64 matrix of torch's bilinear resize (align_corners=False)."""
+    scale = np.float32(in_len) / np.float32(out_len)
+    dst = np.arange(out_len, dtype=np.float32)
+    src = np.maximum(scale * (dst + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_len - 1)
+    i1 = i0 + (i0 < in_len - 1)
+    l1 = np.clip(src - i0, 0, 1).astype(np.float64)
+    m = np.zeros((out_len, in_len), dtype=np.float64)
+    rows = np.arange(out_len)
+    np.add.at(m, (rows, i0), 1.0 - l1)
+    np.add.at(m, (rows, i1), l1)
+    return m
+
+
+class AxisResize:
+    """One axis of the post-processing resize, as banded blocks of a matrix."""
+
+    def __init__(self, low_len: int, padded_len: int, input_len: int, out_len: int) -> None:
+        m = bilinear_matrix(input_len, out_len) @ bilinear_matrix(low_len, padded_len)[:input_len]
+        nz = m != 0
+        self.lo = nz.argmax(axis=1)  # first / last low-res tap of each output pixel
+        self.hi = low_len - 1 - nz[:, ::-1].argmax(axis=1)
+        self.out_len = out_len
+        self.block = 96
+        self.blocks = []
+        for s in range(0, out_len, self.block):
+            e = min(s + self.block, out_len)
+            a, b = int(self.lo[s:e].min()), int(self.hi[s:e].max()) + 1
+            self.blocks.append((s, e, a, b, np.ascontiguousarray(m[s:e, a:b], dtype=np.float32)))
+        # Tap classes for the bounds: output pixels with the same (lo, hi) taps.
+        pairs, self.class_count = np.unique(
+            np.stack([self.lo, self.hi], axis=1), axis=0, return_counts=True
+        )
+        self.class_lo, self.class_len = pairs[:, 0], pairs[:, 1] - pairs[:, 0] + 1
+
+    def window(self, first: int, last: int) -> tuple[int, int]:
+        """Output block range [b0, b1) covering every pixel with a tap in [first, last]."""
+        y0 = int(np.searchsorted(self.hi, first, side="left"))
+        y1 = int(np.searchsorted(self.lo, last, side="right")) - 1
+        if y0 > y1:
+            return 0, 0
+        return y0 // self.block, y1 // self.block + 1
+
+    def span(self, b0: int, b1: int) -> tuple[int, int]:
+        """Low-res index range [a, b) used by output blocks [b0, b1)."""
+        return self.blocks[b0][2], max(blk[3] for blk in self.blocks[b0:b1])
+
+    def pool(self, x: np.ndarray, axis: int, op: Any) -> np.ndarray:
+        """Max or min of x over each tap class along ``axis`` -> that axis becomes classes."""
+        x = np.moveaxis(x, axis, -1)
+        out = np.empty(x.shape[:-1] + (len(self.class_lo),), dtype=x.dtype)
+        run = x
+        for length in range(1, int(self.class_len.max()) + 1):
+            if length > 1:
+                run = op(run[..., :-1], x[..., length - 1 :])
+            sel = np.flatnonzero(self.class_len == length)
+            if sel.size:
+                out[..., sel] = run[..., self.class_lo[sel]]
+        return np.moveaxis(out, -1, axis)
+
+
+class MaskResizer:
+    """Both axes for one crop: window logits and stability bounds of low-res masks."""
+
+    def __init__(self, low_hw: tuple[int, int], padded: int, input_hw: tuple[int, int],
+                 out_hw: tuple[int, int]) -> None:  # fmt: skip
+        self.rows = AxisResize(low_hw[0], padded, input_hw[0], out_hw[0])
+        self.cols = AxisResize(low_hw[1], padded, input_hw[1], out_hw[1])
+
+    def window_logits(self, low: np.ndarray, level: float) -> tuple[int, int, np.ndarray] | None:
+        """Full-size logits of a 256x256 mask on the block window where any can exceed level.
+
+        Returns (y0, x0, logits hxw float32) or None when no pixel can exceed ``level``.
+        """
+        above = low > level - _MARGIN
+        ys = np.flatnonzero(above.any(axis=1))
+        if ys.size == 0:
+            return None
+        xs = np.flatnonzero(above.any(axis=0))
+        rb0, rb1 = self.rows.window(int(ys[0]), int(ys[-1]))
+        cb0, cb1 = self.cols.window(int(xs[0]), int(xs[-1]))
+        if rb0 >= rb1 or cb0 >= cb1:
+            return None
+        c_lo, c_hi = self.cols.span(cb0, cb1)
+        tmp = np.concatenate(
+            [m @ low[a:b, c_lo:c_hi] for (_, _, a, b, m) in self.rows.blocks[rb0:rb1]], axis=0
+        )
+        out = np.concatenate(
+            [tmp[:, a - c_lo : b - c_lo] @ m.T for (_, _, a, b, m) in self.cols.blocks[cb0:cb1]],
+            axis=1,
+        )
+        return self.rows.blocks[rb0][0], self.cols.blocks[cb0][0], out
+
+    def stability_upper_bound(self, low: np.ndarray, threshold: float, offset: float) -> np.ndarray:
+        """Upper bound of the full-size stability score of each Mx256x256 low-res mask."""
+        hi_rows = self.rows.pool(low, 1, np.maximum)
+        lo_rows = self.rows.pool(low, 1, np.minimum)
+        hi = self.cols.pool(hi_rows, 2, np.maximum) > threshold + offset - _MARGIN
+        lo = self.cols.pool(lo_rows, 2, np.minimum) > threshold - offset + _MARGIN
+        ny = self.rows.class_count.astype(np.float64)
+        nx = self.cols.class_count.astype(np.float64)
+        inter_up = np.einsum("myx,y,x->m", hi, ny, nx)
+        union_lo = np.einsum("myx,y,x->m", lo, ny, nx)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(union_lo > 0, inter_up / np.maximum(union_lo, 1), np.inf)
+
+
+def stability_upper_bound(
+    resizer: MaskResizer, low: np.ndarray, threshold: float, offset: float
+) -> np.ndarray:
+    """Functional form of :meth:`MaskResizer.stability_upper_bound`."""
+    return resizer.stability_upper_bound(low, threshold, offset)
+
+
+def window_rle(mask: np.ndarray | None, y0: int, x0: int, size: tuple[int, int]) -> dict:
+    """Uncompressed RLE (column-major, background first) of an HxW image that is
+    False everywhere except the window ``mask`` placed at (y0, x0)."""
+    h, w = size
+    total = h * w
+    if mask is None or not mask.any():
+        return {"size": [h, w], "counts": [total]}
+    wh, ww = mask.shape
+    padded = np.zeros((ww, wh + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask.T
+    d = np.diff(padded, axis=1)  # +1 run start, -1 run end (exclusive), per column
+    col_s, pos_s = np.nonzero(d == 1)
+    col_e, pos_e = np.nonzero(d == -1)
+    starts = (x0 + col_s) * h + y0 + pos_s
+    ends = (x0 + col_e) * h + y0 + pos_e
+    # A run ending at the bottom of a column continues at the top of the next one.
+    join = ends[:-1] == starts[1:]
+    if join.any():
+        starts = np.concatenate([starts[:1], starts[1:][~join]])
+        ends = np.concatenate([ends[:-1][~join], ends[-1:]])
+    bounds = np.empty(2 * len(starts) + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, total
+    bounds[1:-1:2], bounds[2:-1:2] = starts, ends
+    return {"size": [h, w], "counts": np.diff(bounds).tolist()}
