@@ -18,9 +18,9 @@ import torch
 from mobilesam.distill.cache import EmbeddingCache
 from mobilesam.distill.config import DistillConfig
 from mobilesam.distill.data import StepBatchSampler
+from mobilesam.distill.teacher import load_teacher
 from mobilesam.distill.train import Distiller, lr_factor
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(out, cache, **kw) -> DistillConfig:
@@ -223,3 +223,24 @@ def test_bad_settings_are_clear_errors(tmp_path, cache_dir):
         Distiller(tiny_config(tmp_path / "c", cache_dir, student="nope"), progress=False)
     with pytest.raises(ValueError, match="teacher's weights"):
         Distiller(tiny_config(tmp_path / "d", None, images=str(tmp_path)), progress=False)
+
+
+def test_in_memory_dataset_with_a_teacher_object(tmp_path, teacher_checkpoint):
+    """The library path a testbed uses: generated images, no files, a teacher ``Sam``."""
+    from mobilesam.distill.data import resize_for_model
+
+    class Squares(torch.utils.data.Dataset):
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, i):
+            img = np.zeros((64 + 4 * i, 96, 3), np.uint8)
+            img[10 : 20 + 3 * i, 5:40] = (255, 40 * (i % 6), 0)
+            return {"image": resize_for_model(img, 128), "target": None, "key": f"sq{i}"}
+
+    teacher = load_teacher(None, teacher_checkpoint)
+    cfg = tiny_config(tmp_path / "run", None, steps=3, holdout=2)
+    result = Distiller(cfg, dataset=Squares(), teacher=teacher, progress=False).train()
+    assert result.finished and set(result.final_eval) == {"mse", "cosine"}
+    with pytest.raises(ValueError, match="needs the teacher"):
+        Distiller(tiny_config(tmp_path / "r2", None), dataset=Squares(), progress=False)

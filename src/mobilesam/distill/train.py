@@ -106,6 +106,11 @@ class Distiller:
     ``config.images``) plus a ``teacher`` (or ``config.teacher`` /
     ``config.teacher_checkpoint``). ``student`` defaults to the registered
     student ``config.student`` built against the teacher's config.
+
+    ``dataset`` replaces the source for images that are not files: any map-style
+    dataset whose items are ``{"image": 3xhxw uint8 tensor resized with
+    data.resize_for_model, "target": CxGxG tensor or None, "key": str}``; items
+    without a target need ``teacher``.
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class Distiller:
         source: ImageSource | None = None,
         teacher: Sam | None = None,
         student: Sam | None = None,
+        dataset: Any = None,
         env: distmod.DistEnv | None = None,
         progress: bool = True,
     ) -> None:
@@ -138,9 +144,15 @@ class Distiller:
             cache = EmbeddingCache(config.cache, config.images_root)
         self.cache = cache
         self.teacher: Sam | None = None
-        if cache is not None:
+        if dataset is not None:
+            if teacher is None:
+                raise ValueError("a dataset needs the teacher (for its config and targets)")
+            self.teacher = teacher.to(self.device).eval()
+            teacher_config = teacher.config  # type: ignore[assignment]
+            self.dataset: Any = dataset
+        elif cache is not None:
             teacher_config = cache.teacher_config
-            self.dataset: Any = CachedDataset(cache, verify=config.verify_cache)
+            self.dataset = CachedDataset(cache, verify=config.verify_cache)
         else:
             if source is None and not config.images:
                 raise ValueError("give a cache (--cache) or images for online mode (--images)")
