@@ -22,7 +22,6 @@ from mobilesam.distill.teacher import load_teacher
 from mobilesam.distill.train import Distiller, lr_factor
 
 
-
 def tiny_config(out, cache, **kw) -> DistillConfig:
     base = dict(
         out=str(out), cache=str(cache) if cache else None, student="vit_t_micro",
