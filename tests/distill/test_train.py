@@ -142,6 +142,14 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, cache_d
     assert lines(ref) == lines(part)  # no duplicated or missing log lines
     again = Distiller(tiny_config(part, cache_dir, resume=True), progress=False).train()
     assert again.finished and lines(ref) == lines(part)  # a finished run is left as it is
+    # one Distiller driven in slices (how a caller interleaves its own evaluations)
+    chunks = tmp_path / "chunks"
+    d = Distiller(tiny_config(chunks, cache_dir, resume=True), progress=False)
+    steps = []
+    while not (r := d.train(stop_after=5)).finished:
+        steps.append(r.step)
+    assert steps == [5, 10] and r.step == 12
+    _assert_same_weights(_encoder_state(ref), _encoder_state(chunks))
 
 
 def _cli(*args: str) -> list[str]:

@@ -446,7 +446,7 @@ class Distiller:
                 log.write({"kind": "eval", "step": end, "final": True, **final})
             save_checkpoint(self.encoder, self.run_dir / STUDENT_FILE, self.student_config)
         distmod.barrier(env)
-        if self._own_env:
+        if self._own_env and finished:  # train(stop_after=...) may be called again
             distmod.teardown(env)
         return TrainResult(self.run_dir, step, self.total_steps, self.student, final, finished)
 
