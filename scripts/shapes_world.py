@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""Shapes world: train a small SAM from scratch, distill it, compare with coupled training.
+
+One command regenerates every number of ``docs/results.md`` on a CPU::
+
+    .venv/bin/python scripts/shapes_world.py --out runs/shapes_world --threads 2
+
+Stages (each skipped when its output already exists, so an interrupted run continues;
+``--stages`` runs a subset, e.g. two coupled baselines in two processes):
+
+1. ``scenes``    training scenes for the students and held-out scenes with ground truth
+2. ``teacher``   a small ViT SAM trained from scratch with SAM's recipe (mask losses)
+3. ``decoupled`` teacher-embedding cache + student encoder trained on embedding MSE with
+                 :mod:`mobilesam.distill`, assembled with the teacher's prompt encoder and
+                 mask decoder
+4. ``coupled_a`` the same student trained end to end on the mask losses, decoder from scratch
+5. ``coupled_b`` the same, under the teacher's frozen prompt encoder and mask decoder
+6. ``report``    evaluation on held-out scenes, parameters, CPU latency, figures,
+                 ``results.json``; with ``--docs`` also ``docs/results.md`` and its figures;
+                 with ``--ship`` the float16 teacher and student in ``src/mobilesam/assets``
+
+Students get equal budgets: the same steps, batch size, learning rate schedule, initial
+encoder weights and training scenes (``--student-scenes`` training seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("scenes", "teacher", "decoupled", "coupled_a", "coupled_b", "report")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", default="runs/shapes_world", help="work folder (git-ignored runs/)")
+    p.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--teacher-steps", type=int, default=1200)
+    p.add_argument("--student-steps", type=int, default=400)
+    p.add_argument("--student-scenes", type=int, default=1000, help="training scenes of students")
+    p.add_argument("--student-lr", type=float, default=1e-3)
+    p.add_argument("--heldout", type=int, default=100, help="held-out scenes for the report")
+    p.add_argument("--monitor-every", type=int, default=50, help="student mIoU curve interval")
+    p.add_argument("--docs", action="store_true", help="write docs/results.md and its figures")
+    p.add_argument("--ship", action="store_true", help="write the float16 models to assets/")
+    p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test, minutes)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.teacher_steps, args.student_steps = 20, 10
+        args.student_scenes, args.heldout, args.monitor_every = 40, 6, 5
+    return args
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def teacher_recipe(args, out: Path):
+    from mobilesam.training import SamTrainConfig
+
+    return SamTrainConfig(
+        out=str(out), steps=args.teacher_steps, batch_size=8, prompts_per_image=2,
+        correction_rounds=1, lr=8e-4, warmup=100, eval_every=100, eval_scenes=32,
+        log_every=10, threads=args.threads,
+    )  # fmt: skip
+
+
+def coupled_recipe(args, out: Path, trainable: str):
+    from mobilesam.training import SamTrainConfig
+
+    return SamTrainConfig(
+        out=str(out), steps=args.student_steps, batch_size=8, prompts_per_image=2,
+        correction_rounds=1, lr=args.student_lr, warmup=40, trainable=trainable,
+        train_scenes=args.student_scenes, eval_every=args.monitor_every, eval_scenes=32,
+        log_every=10, threads=args.threads,
+    )  # fmt: skip
+
+
+def distill_recipe(args, out: Path, cache: Path):
+    from mobilesam.distill import DistillConfig
+
+    return DistillConfig(
+        out=str(out), cache=str(cache), steps=args.student_steps, batch_size=8,
+        lr=args.student_lr, min_lr=1e-5, warmup=40, holdout=min(32, args.student_scenes // 5),
+        eval_every=0,
+        log_every=10, checkpoint_every=args.monitor_every, num_workers=0, device="cpu",
+        resume=True, seed=0,
+    )  # fmt: skip
+
+
+def fresh_student(teacher_ckpt: Path | None = None):
+    """The student every run starts from: same seed, optionally the teacher's decoder."""
+    import torch
+
+    from mobilesam.build import build_sam
+    from mobilesam.checkpoint import load_state_dict_strict, read_state_dict
+    from mobilesam.training.models import SHAPES_STUDENT
+
+    torch.manual_seed(0)
+    model = build_sam(SHAPES_STUDENT)
+    if teacher_ckpt is not None:
+        sd = read_state_dict(teacher_ckpt)
+        for part in ("prompt_encoder", "mask_decoder"):
+            sub = {k[len(part) + 1 :]: v for k, v in sd.items() if k.startswith(part + ".")}
+            load_state_dict_strict(getattr(model, part), sub)
+    return model
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def stage_scenes(args, work: Path) -> None:
+    from mobilesam.data import ShapesConfig, write_scenes
+
+    cfg = ShapesConfig(size=256)
+    for split, n in (("train", args.student_scenes), ("heldout", args.heldout)):
+        folder = work / "scenes" / split
+        if len(list(folder.glob("*.png"))) == n:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        write_scenes(folder, split, n, cfg)
+
+
+def stage_teacher(args, work: Path) -> None:
+    from mobilesam.build import build_model
+    from mobilesam.training import train_sam
+    from mobilesam.training.models import SHAPES_TEACHER
+
+    out = work / "teacher"
+    if (out / "done.json").is_file():
+        return
+    import torch
+
+    torch.manual_seed(0)
+    train_sam(build_model(SHAPES_TEACHER), teacher_recipe(args, out))
+
+
+def stage_decoupled(args, work: Path) -> None:
+    """Cache the teacher's embeddings, distill with mobilesam.distill, assemble."""
+    import torch
+
+    from mobilesam.distill import Distiller, assemble, build_cache, load_teacher, plot_curves
+    from mobilesam.distill.report import MetricsLog
+    from mobilesam.distill.sources import folder_source
+    from mobilesam.training.trainer import MONITOR_OFFSET, point_miou
+
+    out = work / "decoupled"
+    teacher_ckpt = work / "teacher" / "model.safetensors"
+    if (out / "done.json").is_file():
+        return
+    cache = work / "cache"
+    t0 = time.perf_counter()
+    teacher = load_teacher(None, teacher_ckpt)
+    report = build_cache(cache, folder_source(work / "scenes" / "train"), teacher, batch_size=8)
+    cache_seconds = time.perf_counter() - t0
+    print(report.summary())
+    distiller = Distiller(
+        distill_recipe(args, out / "run", cache), student=fresh_student(), progress=True
+    )
+    # The assembled model (student encoder + teacher decoder) is scored along the way on the
+    # same held-out monitor scenes as the coupled runs, so the curves compare directly.
+    from mobilesam.data import SPLITS, render_scene
+
+    monitor = [render_scene(SPLITS["heldout"][0] + MONITOR_OFFSET + i) for i in range(32)]
+    probe = fresh_student(teacher_ckpt)
+    out.mkdir(parents=True, exist_ok=True)
+    curve = MetricsLog(out / "miou.jsonl")
+    (out / "miou.jsonl").unlink(missing_ok=True)
+    train_seconds = 0.0
+    step = 0
+    while True:
+        probe.image_encoder.load_state_dict(distiller.encoder.state_dict())
+        curve.write({"kind": "eval", "step": step, "miou_point_gt": point_miou(probe, monitor)})
+        if step >= distiller.total_steps:
+            break
+        t = time.perf_counter()
+        result = distiller.train(stop_after=args.monitor_every)
+        train_seconds += time.perf_counter() - t
+        step = result.step
+    plot_curves(out / "run", out / "embedding_curves.png")
+    with torch.no_grad():
+        assemble(out / "run", teacher_ckpt, out / "model.safetensors")
+    done = {"steps": step, "train_seconds": train_seconds, "cache_seconds": cache_seconds}
+    (out / "done.json").write_text(json.dumps(done))
+
+
+def stage_coupled(args, work: Path, variant: str) -> None:
+    from mobilesam.training import train_sam
+
+    out = work / f"coupled_{variant}"
+    if (out / "done.json").is_file():
+        return
+    teacher_ckpt = work / "teacher" / "model.safetensors"
+    if variant == "a":
+        model, trainable = fresh_student(), "all"
+    else:
+        model, trainable = fresh_student(teacher_ckpt), "image_encoder"
+    train_sam(model, coupled_recipe(args, out, trainable))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    work = Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for stage in args.stages:
+        print(f"== {stage}", flush=True)
+        s0 = time.perf_counter()
+        if stage == "scenes":
+            stage_scenes(args, work)
+        elif stage == "teacher":
+            stage_teacher(args, work)
+        elif stage == "decoupled":
+            stage_decoupled(args, work)
+        elif stage in ("coupled_a", "coupled_b"):
+            stage_coupled(args, work, stage[-1])
+        elif stage == "report":
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from shapes_world_report import make_report
+
+            make_report(args, work, REPO)
+        print(f"== {stage} done in {time.perf_counter() - s0:.0f} s", flush=True)
+    print(f"all stages done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Typed config of a SAM training run (teacher from scratch, or a coupled student)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+TRAINABLE = ("all", "image_encoder")
+
+
+@dataclass
+class SamTrainConfig:
+    """SAM's recipe at small scale on shapes scenes.
+
+    Each step renders ``batch_size`` training scenes, samples ``prompts_per_image``
+    objects per scene, prompts a ``box_fraction`` of them with a jittered box and the rest
+    with one point inside the mask, then runs ``correction_rounds`` more decoder passes,
+    each adding a click in the previous error region and feeding the previous low-res
+    logits as the mask prompt. Loss: ``focal_weight`` * focal + ``dice_weight`` * dice on
+    the best of the three multimask outputs (single-point round) or on the single output
+    (box and multi-click rounds), plus ``iou_weight`` * MSE of the IoU prediction, with
+    logits upsampled to the input size. AdamW with linear warm-up and cosine decay.
+
+    ``trainable``: ``all`` (teacher, or coupled student with a decoder trained jointly
+    from scratch) or ``image_encoder`` (coupled student under a frozen decoder).
+    ``train_scenes`` > 0 draws from the first ``train_scenes`` training seeds only (a
+    fixed data set); 0 draws fresh scenes every step.
+    """
+
+    out: str
+    steps: int = 3000
+    batch_size: int = 8
+    prompts_per_image: int = 4
+    box_fraction: float = 0.5
+    correction_rounds: int = 1
+    lr: float = 8e-4
+    min_lr: float = 1e-5
+    warmup: int = 150
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    focal_weight: float = 20.0
+    dice_weight: float = 1.0
+    iou_weight: float = 1.0
+    max_box_jitter: float = 5.0
+    trainable: str = "all"
+    train_scenes: int = 0
+    seed: int = 0
+    eval_every: int = 250
+    eval_scenes: int = 32
+    log_every: int = 10
+    device: str = "cpu"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.prompts_per_image < 1:
+            raise ValueError("steps, batch_size and prompts_per_image must be positive")
+        if not 0.0 <= self.box_fraction <= 1.0:
+            raise ValueError(f"box_fraction must be in [0, 1], got {self.box_fraction}")
+        if self.correction_rounds < 0:
+            raise ValueError("correction_rounds must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)

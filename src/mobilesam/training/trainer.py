@@ -1,0 +1,310 @@
+"""Training a SAM on shapes scenes with SAM's interactive recipe (see :class:`SamTrainConfig`).
+
+Used for the teacher (everything trained from scratch) and for the coupled student
+baselines (a student encoder trained end to end through the mask losses, with the
+decoder trained jointly or frozen). Decoupled distillation lives in
+:mod:`mobilesam.distill`; this module is only the end-to-end mask-loss trainer.
+
+A run folder holds ``config.json``, ``metrics.jsonl`` (``kind`` ``train``: loss parts,
+lr, scenes/s; ``eval``: held-out single-point mIoU against ground truth),
+``model.safetensors`` (rewritten at each evaluation and at the end) and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoint import save_checkpoint
+from ..data.shapes import SPLITS, Scene, ShapesConfig, render_scene
+from ..modeling import Sam
+from .config import SamTrainConfig
+from .losses import sam_mask_loss
+from .prompts import correction_points, jittered_boxes, sample_points
+
+MODEL_FILE = "model.safetensors"
+# Scenes the in-training evaluation uses: a slice of the held-out range far from the
+# seeds the final evaluation starts at, so monitoring never tunes on the reported numbers.
+MONITOR_OFFSET = 500_000
+
+
+@dataclass
+class TrainSummary:
+    run_dir: Path
+    steps: int
+    seconds: float
+    train_seconds: float
+    final_miou: float
+
+
+def scenes_to_batch(model: Sam, scenes: list[Scene]) -> torch.Tensor:
+    """Scenes (rendered at the model's input size) -> Bx3xSxS normalised input."""
+    s = model.image_size
+    for sc in scenes:
+        if sc.image.shape[:2] != (s, s):
+            raise ValueError(f"scene {sc.seed} is {sc.image.shape[:2]}, the model takes {s}x{s}")
+    x = torch.from_numpy(np.stack([sc.image for sc in scenes])).permute(0, 3, 1, 2).float()
+    return model.preprocess(x.to(model.device))
+
+
+def decode(
+    model: Sam,
+    embeddings: torch.Tensor,
+    points: tuple[torch.Tensor, torch.Tensor] | None,
+    boxes: torch.Tensor | None,
+    mask_input: torch.Tensor | None,
+    multimask: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nx(3|1)x4Gx4G low-res logits and Nx(3|1) IoU predictions for N prompt sets.
+
+    ``embeddings`` is NxCxGxG (one row per prompt set).
+    """
+    sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+    low, iou = model.mask_decoder(
+        image_embeddings=embeddings,
+        image_pe=model.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask,
+    )
+    return low, iou
+
+
+def interactive_loss(
+    model: Sam,
+    embeddings: torch.Tensor,
+    gt: torch.Tensor,
+    use_box: bool,
+    cfg: SamTrainConfig,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """SAM's simulated interactive session for one group of prompt sets.
+
+    ``embeddings`` NxCxGxG, ``gt`` NxSxS bool (input frame). Round 0 is a jittered box
+    (single output) or one point (best of three outputs); every further round adds a
+    correction click and the previous low-res logits, single output.
+    """
+    s = model.image_size
+    dev = embeddings.device
+    gt_cpu = gt.cpu()
+    if use_box:
+        boxes = jittered_boxes(gt_cpu, gen, max_jitter=cfg.max_box_jitter).to(dev)
+        pts: tuple[torch.Tensor, torch.Tensor] | None = None
+    else:
+        boxes = None
+        c, lab = sample_points(gt_cpu, gen)
+        pts = (c.to(dev), lab.to(dev))
+    mask_input = None
+    total = torch.zeros((), device=dev)
+    parts: dict[str, float] = {}
+    rows = torch.arange(gt.shape[0], device=dev)
+    for r in range(1 + cfg.correction_rounds):
+        multimask = r == 0 and not use_box
+        low, iou = decode(model, embeddings, pts, boxes, mask_input, multimask)
+        up = F.interpolate(low, (s, s), mode="bilinear", align_corners=False)
+        loss, p, best = sam_mask_loss(
+            up, iou, gt, cfg.focal_weight, cfg.dice_weight, cfg.iou_weight
+        )
+        total = total + loss
+        if r == 0:
+            parts = {k: float(v) for k, v in p.items()}
+        if r < cfg.correction_rounds:
+            chosen = up[rows, best].detach()
+            c, lab = correction_points((chosen > 0).cpu(), gt_cpu, gen)
+            c, lab = c.to(dev), lab.to(dev)
+            pts = (
+                (c, lab)
+                if pts is None
+                else (torch.cat([pts[0], c], 1), torch.cat([pts[1], lab], 1))
+            )
+            mask_input = low[rows, best][:, None].detach()
+    return total / (1 + cfg.correction_rounds), parts
+
+
+def sample_objects(
+    scenes: list[Scene], per_image: int, rng: np.random.Generator
+) -> tuple[list[int], list[np.ndarray]]:
+    """Pick ``per_image`` instances per scene (with replacement when a scene has fewer)."""
+    image_idx, masks = [], []
+    for i, sc in enumerate(scenes):
+        n = len(sc)
+        if n == 0:
+            continue
+        picks = rng.choice(n, size=per_image, replace=n < per_image)
+        for j in picks:
+            image_idx.append(i)
+            masks.append(sc.masks[j])
+    return image_idx, masks
+
+
+def step_loss(
+    model: Sam,
+    scenes: list[Scene],
+    cfg: SamTrainConfig,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one batch of scenes (encoder forward once per image, decoder per prompt set)."""
+    x = scenes_to_batch(model, scenes)
+    emb = model.image_encoder(x)
+    image_idx, masks = sample_objects(scenes, cfg.prompts_per_image, rng)
+    if not masks:
+        return emb.sum() * 0.0, {}
+    dev = emb.device
+    idx = torch.tensor(image_idx, device=dev)
+    gt = torch.from_numpy(np.stack(masks)).to(dev)
+    is_box = torch.from_numpy(rng.random(len(masks)) < cfg.box_fraction).to(dev)
+    total = torch.zeros((), device=dev)
+    logs: dict[str, float] = {}
+    for use_box in (False, True):
+        sel = (is_box == use_box).nonzero().squeeze(1)
+        if sel.numel() == 0:
+            continue
+        loss, parts = interactive_loss(model, emb[idx[sel]], gt[sel], use_box, cfg, gen)
+        w = sel.numel() / len(masks)
+        total = total + w * loss
+        for k, v in parts.items():
+            logs[k] = logs.get(k, 0.0) + w * v
+    return total, logs
+
+
+@torch.no_grad()
+def point_miou(model: Sam, scenes: list[Scene], batch: int = 8) -> float:
+    """Mean IoU against ground truth, one centre point per object (best predicted IoU of 3)."""
+    from ..evaluation.prompts import center_point
+
+    was = model.training
+    model.eval()
+    ious = []
+    s = model.image_size
+    for i in range(0, len(scenes), batch):
+        chunk = scenes[i : i + batch]
+        emb = model.image_encoder(scenes_to_batch(model, chunk))
+        for e, sc in zip(emb, chunk):
+            if len(sc) == 0:
+                continue
+            pts = torch.tensor(np.stack([center_point(m) for m in sc.masks]), dtype=torch.float32)
+            pts = pts[:, None].to(emb.device)
+            lab = torch.ones(len(sc), 1, device=emb.device)
+            low, iou = decode(
+                model, e[None].expand(len(sc), -1, -1, -1), (pts, lab), None, None, True
+            )
+            best = iou.argmax(1)
+            logits = low[torch.arange(len(sc)), best][:, None]
+            pred = F.interpolate(logits, (s, s), mode="bilinear", align_corners=False)[:, 0] > 0
+            gt = torch.from_numpy(sc.masks).to(pred.device)
+            inter = (pred & gt).flatten(1).sum(1).float()
+            union = (pred | gt).flatten(1).sum(1).float().clamp(min=1)
+            ious.extend((inter / union).tolist())
+    model.train(was)
+    return float(np.mean(ious)) if ious else float("nan")
+
+
+def _trainable_parameters(model: Sam, trainable: str) -> nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(trainable == "all")
+    if trainable == "image_encoder":
+        for p in model.image_encoder.parameters():
+            p.requires_grad_(True)
+        return model.image_encoder
+    return model
+
+
+def train_sam(
+    model: Sam, cfg: SamTrainConfig, scene_config: ShapesConfig | None = None, progress: bool = True
+) -> TrainSummary:
+    """Train ``model`` in place on shapes scenes; writes the run folder ``cfg.out``."""
+    from tqdm import tqdm
+
+    from ..distill.report import MetricsLog
+    from ..distill.train import lr_factor, param_groups
+    from .report import plot_training_curves
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    scene_config = scene_config or ShapesConfig(size=model.image_size)
+    if scene_config.size != model.image_size:
+        raise ValueError(f"scene size {scene_config.size} != model input {model.image_size}")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(
+        json.dumps({"train": cfg.to_dict(), "model": json.loads(model.config.to_json())}, indent=1)
+    )
+    log_path = out / "metrics.jsonl"
+    log_path.unlink(missing_ok=True)
+    log = MetricsLog(log_path)
+
+    torch.manual_seed(cfg.seed)
+    model.to(cfg.device)
+    module = _trainable_parameters(model, cfg.trainable)
+    opt = torch.optim.AdamW(param_groups(module, cfg.weight_decay), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup, cfg.lr, cfg.min_lr)
+    )
+    monitor_lo = SPLITS["heldout"][0] + MONITOR_OFFSET
+    monitor = [render_scene(monitor_lo + i, scene_config) for i in range(cfg.eval_scenes)]
+    train_lo, train_hi = SPLITS["train"]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start = time.perf_counter()
+    miou = point_miou(model, monitor) if cfg.eval_scenes else float("nan")
+    log.write({"kind": "eval", "step": 0, "miou_point_gt": miou, "seconds": 0.0})
+    model.train()
+    bar = tqdm(
+        total=cfg.steps, desc=f"train {model.config.name}", unit="step", disable=not progress
+    )
+    window = time.perf_counter()
+    eval_seconds = time.perf_counter() - start
+    for step in range(cfg.steps):
+        rng = np.random.default_rng([cfg.seed, step])
+        if cfg.train_scenes > 0:
+            seeds = rng.choice(cfg.train_scenes, cfg.batch_size, replace=False) + train_lo
+        else:
+            seeds = (
+                train_lo + cfg.seed * 100_003 + step * cfg.batch_size + np.arange(cfg.batch_size)
+            )
+            seeds = (seeds - train_lo) % (train_hi - train_lo) + train_lo
+        scenes = [render_scene(int(s), scene_config) for s in seeds]
+        loss, parts = step_loss(model, scenes, cfg, rng, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+        lr = opt.param_groups[0]["lr"]
+        opt.step()
+        sched.step()
+        done = step + 1
+        bar.update(1)
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            now = time.perf_counter()
+            rate = cfg.log_every * cfg.batch_size / max(now - window, 1e-9)
+            window = now
+            rec = {"kind": "train", "step": done, "loss": float(loss), "lr": lr, **parts}
+            rec.update(scenes_per_s=rate, seconds=now - start)
+            log.write(rec)
+            bar.set_postfix(loss=f"{float(loss):.3f}", iou=f"{parts.get('iou', 0):.2f}")
+        if cfg.eval_scenes and (done % cfg.eval_every == 0 or done == cfg.steps):
+            t_eval = time.perf_counter()
+            miou = point_miou(model, monitor)
+            elapsed = time.perf_counter() - start
+            log.write({"kind": "eval", "step": done, "miou_point_gt": miou, "seconds": elapsed})
+            bar.write(f"step {done}: held-out 1-point mIoU vs GT {miou:.3f}")
+            model.eval()
+            save_checkpoint(model, out / MODEL_FILE, model.config)
+            model.train()
+            eval_seconds += time.perf_counter() - t_eval
+    bar.close()
+    model.eval()
+    seconds = time.perf_counter() - start
+    save_checkpoint(model, out / MODEL_FILE, model.config)
+    train_seconds = seconds - eval_seconds
+    done = {"steps": cfg.steps, "seconds": seconds, "train_seconds": train_seconds}
+    (out / "done.json").write_text(json.dumps(done))
+    plot_training_curves(out)
+    return TrainSummary(out, cfg.steps, seconds, train_seconds, miou)

@@ -1,0 +1,77 @@
+"""``mobilesam eval`` on a few generated scenes with small random models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mobilesam.cli import main
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from mobilesam.build import build_sam
+    from mobilesam.checkpoint import save_checkpoint
+    from mobilesam.data import ShapesConfig, write_scenes
+    from mobilesam.training.models import SHAPES_STUDENT
+
+    root = tmp_path_factory.mktemp("evalworld")
+    write_scenes(root / "scenes", "heldout", 2, ShapesConfig(size=128), progress=False)
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = build_sam(SHAPES_STUDENT.replace(image_size=128))
+        paths.append(save_checkpoint(model, root / f"m{seed}.safetensors", model.config))
+    return root, paths
+
+
+def test_eval_against_reference_and_gt_writes_json(world, tmp_path, capsys):
+    root, (a, b) = world
+    out = tmp_path / "r.json"
+    code = main([
+        "eval", "--model", str(a), "--reference", str(b), "--images", str(root / "scenes"),
+        "--gt", str(root / "scenes" / "gt"), "--distances", "100", "300", "--json", str(out),
+        "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "A vs B" in printed and "A vs GT" in printed and "two_points@300" in printed
+    result = json.loads(out.read_text())
+    protos = result["protocols"]
+    assert set(protos) == {"point", "box", "two_points@100", "two_points@300"}
+    n_objects = protos["point"]["objects"]
+    assert n_objects >= 2 and protos["box"]["objects"] == n_objects
+    for p in protos.values():
+        for key in ("a_vs_b", "a_vs_gt", "b_vs_gt"):
+            assert 0.0 <= p[key] <= 1.0
+    assert protos["two_points@100"]["objects"] + protos["two_points@100"]["skipped"] == n_objects
+
+
+def test_a_model_against_itself_agrees_perfectly(world, capsys):
+    root, (a, _) = world
+    code = main([
+        "eval", "--model", str(a), "--reference", str(a), "--images", str(root / "scenes"),
+        "--gt", str(root / "scenes" / "gt"), "--protocols", "point", "box", "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith(("point", "box"))]
+    assert len(rows) == 2 and all(line.split()[3] == "1.0000" for line in rows)
+
+
+def test_clear_errors(world, tmp_path, capsys):
+    root, (a, _) = world
+    assert main(["eval", "--model", str(a), "--images", str(root / "scenes")]) == 2
+    assert "--reference" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["eval", "--model", str(a), "--reference", str(a), "--images", str(empty)]) == 2
+    assert "no images" in capsys.readouterr().err
+    code = main(["eval", "--model", str(a), "--gt", str(root), "--images", str(root / "scenes")])
+    assert code == 2 and "no ground truth for 2 images" in capsys.readouterr().err
+    gt = str(root / "scenes" / "gt")
+    missing = str(tmp_path / "nope.safetensors")
+    code = main(["eval", "--model", missing, "--gt", gt, "--images", str(root / "scenes")])
+    assert code == 2 and "not a file" in capsys.readouterr().err

@@ -1,0 +1,48 @@
+"""Focal, dice and IoU losses, and the best-of-multimask selection."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mobilesam.training.losses import dice_loss, mask_iou, sam_mask_loss, sigmoid_focal_loss
+
+
+def test_focal_loss_matches_its_formula_on_one_pixel():
+    logit, t = torch.tensor([[[0.7]]]), torch.tensor([[[1.0]]])
+    p = 1 / (1 + math.exp(-0.7))
+    expected = 0.25 * (1 - p) ** 2 * -math.log(p)
+    assert math.isclose(float(sigmoid_focal_loss(logit, t)), expected, rel_tol=1e-5)
+    t0 = torch.tensor([[[0.0]]])
+    expected0 = 0.75 * p**2 * -math.log(1 - p)
+    assert math.isclose(float(sigmoid_focal_loss(logit, t0)), expected0, rel_tol=1e-5)
+
+
+def test_dice_and_iou_at_the_extremes():
+    gt = torch.zeros(1, 8, 8)
+    gt[0, 2:6, 2:6] = 1
+    perfect = (gt * 2 - 1) * 50
+    assert float(dice_loss(perfect, gt)) < 1e-3
+    assert float(dice_loss(-perfect, gt)) > 0.9
+    assert float(mask_iou(perfect > 0, gt)) == 1.0
+    half = torch.zeros(1, 8, 8, dtype=torch.bool)
+    half[0, 2:6, 2:4] = True
+    assert math.isclose(float(mask_iou(half, gt)), 0.5)
+    assert float(mask_iou(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4))) == 1.0
+
+
+def test_only_the_best_multimask_output_gets_mask_gradient():
+    gt = torch.zeros(2, 8, 8, dtype=torch.bool)
+    gt[:, 1:5, 1:5] = True
+    good = (gt.float() * 2 - 1) * 6
+    logits = torch.stack([-good, good, torch.zeros_like(good)], dim=1).requires_grad_(True)
+    iou_pred = torch.full((2, 3), 0.5, requires_grad=True)
+    loss, parts, best = sam_mask_loss(logits, iou_pred, gt)
+    assert best.tolist() == [1, 1]
+    loss.backward()
+    g = logits.grad.abs().flatten(2).sum(2)
+    assert (g[:, 1] > 0).all() and (g[:, 0] == 0).all() and (g[:, 2] == 0).all()
+    # the IoU head is trained on every output against its true IoU (1 for the good mask)
+    assert (iou_pred.grad != 0).all()
+    assert parts["iou"] > 0.99
