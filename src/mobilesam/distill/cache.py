@@ -275,6 +275,7 @@ def build_cache(
         dynamic_ncols=True,
     )
     buffers: dict[int, dict] = {s: {"ok": {}, "bad": {}} for s in pending}
+    newly_failed: list[str] = []
     with torch.inference_mode():
         for batch in loader:
             good = [b for b in batch if b["image"] is not None]
@@ -291,6 +292,7 @@ def build_cache(
             for b in batch:
                 if b["image"] is None:
                     buffers[b["index"] // shard_size]["bad"][b["index"]] = b["error"]
+                    newly_failed.append(f"{source[b['index']].key}: {b['error']}")
                     bar.write(f"cache: skipped {b['error']}")
             for s in sorted({b["index"] // shard_size for b in batch}):
                 buf = buffers[s]
@@ -312,11 +314,7 @@ def build_cache(
         report.cached = len(cache)
         report.failed = [f"{f['key']}: {f['error']}" for f in cache.failed]
     else:
-        report.failed = [
-            f"{source[i].key}: {e}"
-            for s in pending
-            for i, e in buffers.get(s, {}).get("bad", {}).items()
-        ]
+        report.failed = newly_failed  # this run's; earlier ones are in their shard's .json
     report.seconds = time.perf_counter() - t0
     return report
 
