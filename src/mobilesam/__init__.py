@@ -34,6 +34,7 @@ _LAZY = {
     "SamPredictor": "mobilesam.inference.predictor",
     "ResizeLongestSide": "mobilesam.inference.transforms",
     "SamAutomaticMaskGenerator": "mobilesam.inference.amg",
+    "evaluate_alignment": "mobilesam.evaluation.alignment",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
