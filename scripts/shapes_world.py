@@ -203,6 +203,14 @@ def stage_coupled(args, work: Path, variant: str) -> None:
     train_sam(model, coupled_recipe(args, out, trainable))
 
 
+def record_stage_time(work: Path, stage: str, seconds: float) -> None:
+    """Keep the longest wall-clock seen per stage (a re-run that skips finished work is short)."""
+    path = work / "stage_seconds.json"
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    times[stage] = max(seconds, times.get(stage, 0.0))
+    path.write_text(json.dumps(times, indent=1))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -228,7 +236,9 @@ def main(argv=None) -> int:
             from shapes_world_report import make_report
 
             make_report(args, work, REPO)
-        print(f"== {stage} done in {time.perf_counter() - s0:.0f} s", flush=True)
+        seconds = time.perf_counter() - s0
+        print(f"== {stage} done in {seconds:.0f} s", flush=True)
+        record_stage_time(work, stage, seconds)
     print(f"all stages done in {time.perf_counter() - t0:.0f} s")
     return 0
 

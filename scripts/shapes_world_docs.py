@@ -41,6 +41,14 @@ def verdict(models: dict) -> str:
     return "\n".join(lines)
 
 
+def stage_table(stages: dict) -> str:
+    if not stages:
+        return "(not recorded)"
+    rows = [f"| {k} | {v / 60:.1f} |" for k, v in stages.items() if k != "report"]
+    total = sum(v for k, v in stages.items() if k != "report") / 60
+    return "\n".join(["| stage | minutes |", "|---|---|", *rows, f"| total | {total:.1f} |"])
+
+
 def write_results_md(results: dict, path: Path) -> Path:
     m = results["models"]
     s = results["settings"]

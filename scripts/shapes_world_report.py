@@ -28,26 +28,40 @@ def _load(path: Path):
     return build_model(checkpoint=path).float().eval()
 
 
-def latency(model, reps: int = 20) -> dict[str, float]:
-    """Median CPU milliseconds: image encoder (1x3x256x256) and decoder (one point)."""
+def latency(models: dict, reps: int = 20) -> dict[str, dict[str, float]]:
+    """Median CPU milliseconds per model: image encoder (1x3xSxS) and decoder (one point).
+
+    Models are timed in turns (rep 1 of every model, then rep 2, ...), so load from other
+    processes hits them alike and the ratios stay meaningful on a busy machine.
+    """
     import numpy as np
     import torch
 
-    s = model.image_size
-    x = torch.randn(1, 3, s, s)
-    pts = (torch.tensor([[[s / 2, s / 2]]]), torch.ones(1, 1))
-    enc, dec = [], []
+    times: dict[str, dict[str, list[float]]] = {k: {"enc": [], "dec": []} for k in models}
     with torch.inference_mode():
-        emb = model.image_encoder(x)
+        inputs = {}
+        for k, m in models.items():
+            s = m.image_size
+            x = torch.randn(1, 3, s, s)
+            pts = (torch.tensor([[[s / 2, s / 2]]]), torch.ones(1, 1))
+            inputs[k] = (x, pts, m.image_encoder(x))
         for _ in range(reps):
-            t = time.perf_counter()
-            emb = model.image_encoder(x)
-            enc.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            sparse, dense = model.prompt_encoder(points=pts, boxes=None, masks=None)
-            model.mask_decoder(emb, model.prompt_encoder.get_dense_pe(), sparse, dense, True)
-            dec.append(time.perf_counter() - t)
-    return {"encoder_ms": 1000 * float(np.median(enc)), "decoder_ms": 1000 * float(np.median(dec))}
+            for k, m in models.items():
+                x, pts, _ = inputs[k]
+                t = time.perf_counter()
+                emb = m.image_encoder(x)
+                times[k]["enc"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                sparse, dense = m.prompt_encoder(points=pts, boxes=None, masks=None)
+                m.mask_decoder(emb, m.prompt_encoder.get_dense_pe(), sparse, dense, True)
+                times[k]["dec"].append(time.perf_counter() - t)
+    return {
+        k: {
+            "encoder_ms": 1000 * float(np.median(v["enc"])),
+            "decoder_ms": 1000 * float(np.median(v["dec"])),
+        }
+        for k, v in times.items()
+    }
 
 
 def evaluate(models: dict, work: Path, heldout: int) -> dict:
@@ -152,18 +166,25 @@ def make_report(args, work: Path, repo: Path) -> dict:
     results["settings"]["torch_threads"] = torch.get_num_threads()
     results["settings"]["machine"] = f"{platform.processor() or platform.machine()}"
     evals = evaluate(models, work, args.heldout)
+    lat = latency(models)
     for key, model in models.items():
         run = work / ("decoupled" if key == "decoupled" else key)
         done = json.loads((run / "done.json").read_text()) if (run / "done.json").is_file() else {}
         results["models"][key] = {
             "label": MODELS[key],
             "params": parameter_table(model),
-            "latency": latency(model),
+            "latency": lat[key],
             "train_seconds": done.get("train_seconds", done.get("seconds")),
             "cache_seconds": done.get("cache_seconds"),
             "steps": done.get("steps"),
             "eval": evals[key],
         }
+    stages_file = work / "stage_seconds.json"
+    stages = json.loads(stages_file.read_text()) if stages_file.is_file() else {}
+    teacher_done = work / "teacher" / "done.json"
+    if "teacher" not in stages and teacher_done.is_file():
+        stages["teacher"] = json.loads(teacher_done.read_text())["seconds"]
+    results["stage_seconds"] = stages
     (work / "results.json").write_text(json.dumps(results, indent=1))
     figs = work / "figures"
     example_figure(models, work, figs / "shapes_examples.png")
