@@ -69,6 +69,38 @@ def test_vit_t_optimised_within_parity_tolerances(vit_t_model, dog_image, exact_
     assert all((a != b).sum() <= 16 for a, b in zip(me, mf))
 
 
+def test_fast_predictor_decoder_within_tolerances(vit_t_model, dog_image, exact_dog):
+    """Prompts without a mask input take the shared-embedding decoder; with one, the usual."""
+    fast = FastPredictor(vit_t_model)
+    fast.set_image(dog_image)
+    h, w = dog_image.shape[:2]
+    box = [w * 0.2, h * 0.1, w * 0.8, h * 0.9]
+    prompts = [
+        {"point_coords": [[w * 0.45, h * 0.5]], "point_labels": [1]},
+        {"box": box},
+        {"box": box, "point_coords": [[w * 0.5, h * 0.5]], "point_labels": [0]},
+    ]
+    for prompt in prompts:
+        for multimask in (True, False):
+            me, se, le = exact_dog.predict(**prompt, multimask_output=multimask)
+            mf, sf, lf = fast.predict(**prompt, multimask_output=multimask)
+            np.testing.assert_allclose(lf, le, atol=1.4e-4, rtol=0)
+            np.testing.assert_allclose(sf, se, atol=1e-5, rtol=0)
+            assert all((a != b).sum() <= 16 for a, b in zip(me, mf))
+    previous = le[:1]
+    _, se, le = exact_dog.predict(**prompts[0], mask_input=previous)
+    _, sf, lf = fast.predict(**prompts[0], mask_input=previous)
+    np.testing.assert_allclose(lf, le, atol=1.4e-4, rtol=0)
+    grid = torch.tensor([[[x * w, y * h]] for x in (0.2, 0.5, 0.8) for y in (0.3, 0.7)])
+    ct = fast.transform.apply_coords_torch(grid, (h, w))
+    lt = torch.ones(6, 1, dtype=torch.int)
+    with torch.no_grad():
+        ref = exact_dog.predict_torch(ct, lt)
+        got = fast.predict_torch(ct, lt)
+    torch.testing.assert_close(got[2], ref[2], atol=1.4e-4, rtol=0)
+    torch.testing.assert_close(got[1], ref[1], atol=1e-5, rtol=0)
+
+
 def test_fast_predictor_cache(small_model):
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (100, 140, 3), dtype=np.uint8)

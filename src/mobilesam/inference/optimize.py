@@ -195,8 +195,12 @@ class EmbeddingCache:
 class FastPredictor(SamPredictor):
     """``SamPredictor`` on an optimised copy of the model, with an embedding cache.
 
-    ``set_image`` on an image seen before (same pixels, format and shape) reuses
-    its embedding instead of running the encoder again.
+    - ``set_image`` on an image seen before (same pixels and shape, after format
+      conversion) reuses its embedding instead of running the encoder again;
+    - prompts without a mask input are decoded by
+      :class:`~mobilesam.inference.fast_decoder.FastPointDecoder`, which computes
+      the prompt-independent part of the decoder once per image and never copies
+      the image embedding per prompt (the same function, sums reordered).
     """
 
     def __init__(
@@ -208,6 +212,8 @@ class FastPredictor(SamPredictor):
     ) -> None:
         super().__init__(optimize_model(sam_model, config), **kwargs)
         self.cache = EmbeddingCache(cache_size)
+        self._fast_decoder: Any = None
+        self._fast_decoder_for: torch.Tensor | None = None
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         rgb = as_rgb_uint8(image, image_format)
@@ -216,6 +222,7 @@ class FastPredictor(SamPredictor):
         if hit is not None:
             self.reset_image()
             self.features, original, input_size = hit
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
             self.original_sizes, self.input_sizes = [original], [input_size]
             self.is_image_set = True
             return
@@ -227,3 +234,57 @@ class FastPredictor(SamPredictor):
     def predict(self, *args: Any, **kwargs: Any) -> Any:
         with torch.inference_mode():
             return super().predict(*args, **kwargs)
+
+    def _point_decoder(self, index: int) -> Any:
+        """The shared-embedding decoder for image ``index`` (set up once per embedding)."""
+        from .fast_decoder import FastPointDecoder
+
+        assert self.features is not None
+        features = self.features[index : index + 1]
+        if self._fast_decoder is None:
+            self._fast_decoder = FastPointDecoder(self.model)
+        stale = self._fast_decoder_for is None or not (
+            self._fast_decoder_for.shape == features.shape
+            and self._fast_decoder_for.data_ptr() == features.data_ptr()
+        )
+        if stale:
+            self._fast_decoder.set_embedding(features)
+            self._fast_decoder_for = features
+        return self._fast_decoder
+
+    def _decode(
+        self,
+        index: int,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+        return_logits: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if mask_input is not None or (point_coords is None and boxes is None):
+            return super()._decode(
+                index,
+                point_coords,
+                point_labels,
+                boxes,
+                mask_input,
+                multimask_output,
+                return_logits,
+            )
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError("point_coords and point_labels must be given together")
+        points = (point_coords, point_labels) if point_coords is not None else None
+        sparse, _ = self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
+        decoder = self._point_decoder(index)
+        with torch.inference_mode():
+            tokens, keys = decoder.transformer(sparse)
+            ids = (1, 2, 3) if multimask_output else (0,)
+            low_res = decoder.masks(tokens, keys, ids)
+            iou = decoder.iou(tokens, multimask_output)
+            masks = self.model.postprocess_masks(
+                low_res, self.input_sizes[index], self.original_sizes[index]
+            )
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou, low_res
