@@ -223,30 +223,22 @@ def bench_model(name: str, model: Any, cfg: BenchConfig, peak_gflops: float) -> 
 def _count_model_flops(
     model: Any, point: np.ndarray, grid: np.ndarray, image: np.ndarray
 ) -> dict[str, int]:
-    """Counted FLOPs of the exact model: encoder, decoder for 1 and for N prompts."""
+    """Counted FLOPs of the exact model: encoder, decoder for 1 and for N point prompts."""
     import torch
 
-    from ..inference.predictor import SamPredictor
-    from ..inference.transforms import get_preprocess_shape
-
-    pred = SamPredictor(model)
     s = model.image_size
-    x = torch.zeros(1, 3, s, s)
-    enc = count_flops(lambda: model.image_encoder(x))
-    emb_size = model.prompt_encoder.image_embedding_size
-    pred.features = torch.zeros(1, model.prompt_encoder.embed_dim, *emb_size)
-    h, w = image.shape[:2]
-    pred.original_sizes = [(h, w)]
-    pred.input_sizes = [get_preprocess_shape(h, w, s)]
-    pred.is_image_set = True
+    pe = model.prompt_encoder
+    features = torch.zeros(1, pe.embed_dim, *pe.image_embedding_size)
+    scale = s / max(image.shape[:2])
 
     def decode(points: np.ndarray) -> Any:
-        ct = torch.as_tensor(points[:, None, :], dtype=torch.float)
+        ct = torch.as_tensor(points[:, None, :] * scale, dtype=torch.float)
         lt = torch.ones(ct.shape[:2], dtype=torch.int)
-        return pred.predict_torch(ct, lt)
+        sparse, dense = pe(points=(ct, lt), boxes=None, masks=None)
+        return model.mask_decoder(features, pe.get_dense_pe(), sparse, dense, True)
 
     return {
-        "encoder": enc,
+        "encoder": count_flops(lambda: model.image_encoder(torch.zeros(1, 3, s, s))),
         "decoder_1": count_flops(lambda: decode(point[None])),
         "decoder_many": count_flops(lambda: decode(grid)),
     }
