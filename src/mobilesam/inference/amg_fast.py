@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -93,50 +95,54 @@ def _window_candidate(
     return stab, [x0 + c0, y0 + r0, x0 + c1, y0 + r1], (y0 + r0, x0 + c0, tight)
 
 
-def process_crop_fast(
+@contextmanager
+def _single_thread_blas() -> Iterator[None]:
+    """numpy's BLAS on one thread: the window matmuls are small, and idle BLAS threads
+    spinning beside torch's own threads slow both down on a busy CPU."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional speed-up
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+class _Candidates:
+    """Masks that passed the IoU and stability filters, in the reference's order."""
+
+    def __init__(self) -> None:
+        self.iou: list[float] = []
+        self.stab: list[np.float32] = []
+        self.points: list[np.ndarray] = []
+        self.boxes: list[list[int]] = []
+        self.masks: list[tuple[int, int, np.ndarray | None]] = []
+
+
+def _decode_crop(
     gen: SamAutomaticMaskGenerator,
-    image: np.ndarray,
-    crop_box: list[int],
-    layer_idx: int,
-    orig_size: tuple[int, int],
-) -> MaskRecords:
-    """The fast path's version of ``SamAutomaticMaskGenerator._process_crop``."""
-    from .amg import MaskRecords
-
-    if gen._fast_state is None:
-        gen._fast_state = FastState(gen.predictor.model)
-    state: FastState = gen._fast_state
-    tm = gen.timings
-    x0c, y0c, x1c, y1c = crop_box
-    crop = image[y0c:y1c, x0c:x1c, :]
-    t0 = time.perf_counter()
-    _encode_cached(gen, state, crop)
+    fd: FastPointDecoder,
+    resizer: MaskResizer,
+    points_all: np.ndarray,
+    cropped_size: tuple[int, int],
+) -> _Candidates:
     p = gen.predictor
-    model = p.model
-    cropped_size = tuple(crop.shape[:2])
-    fd = state.decoder
-    assert p.features is not None and p.input_size is not None
-    fd.set_embedding(p.features)
-    tm["encoder"] += time.perf_counter() - t0
-
-    resizer = MaskResizer(
-        (4 * fd.grid[0], 4 * fd.grid[1]), model.image_size, p.input_size, cropped_size
-    )
-    thr = model.mask_threshold
+    tm = gen.timings
+    thr = p.model.mask_threshold
     off = gen.stability_score_offset
-    points_all = gen.point_grids[layer_idx] * np.array(cropped_size)[None, ::-1]
+    out = _Candidates()
     chunk = max(gen.points_per_batch, 64)
-    cand_iou, cand_stab, cand_pts, cand_boxes, cand_masks = [], [], [], [], []
     for s in range(0, len(points_all), chunk):
         t0 = time.perf_counter()
         points = points_all[s : s + chunk]
         coords = torch.as_tensor(p.transform.apply_coords(points, cropped_size), device=p.device)
         labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=p.device)
-        sparse = fd.prompt_embeddings(coords[:, None, :], labels)
-        tokens, keys = fd.transformer(sparse)
+        tokens, keys = fd.transformer(fd.prompt_embeddings(coords[:, None, :], labels))
         iou = fd.iou(tokens)
-        keep = iou > gen.pred_iou_thresh if gen.pred_iou_thresh > 0.0 else torch.ones_like(iou)
-        keep = keep.bool()
+        if gen.pred_iou_thresh > 0.0:
+            keep = iou > gen.pred_iou_thresh
+        else:
+            keep = torch.ones_like(iou, dtype=torch.bool)
         sel = torch.nonzero(keep.any(dim=1)).flatten()
         if sel.numel() == 0:
             tm["decoder"] += time.perf_counter() - t0
@@ -150,49 +156,81 @@ def process_crop_fast(
         del low
         ious = iou[sel][ksel].cpu().tolist()
         pidx = sel.cpu()[:, None].expand(-1, 3)[ksel.cpu()].tolist()
-        todo = np.arange(len(low_np))
+        todo = range(len(low_np))
         if gen.stability_score_thresh > 0.0:
-            # Rejected here means rejected by the exact score too (it is a bound).
+            # A bound: what it rejects, the exact score rejects too.
             ub = np.concatenate(
                 [
                     resizer.stability_upper_bound(low_np[i : i + 16], thr, off)
                     for i in range(0, len(low_np), 16)
                 ]
             )
-            todo = np.flatnonzero(ub >= gen.stability_score_thresh)
-        for j in todo.tolist():
+            todo = np.flatnonzero(ub >= gen.stability_score_thresh).tolist()
+        for j in todo:
             stab, box, window = _window_candidate(resizer, low_np[j], thr, off)
             if gen.stability_score_thresh > 0.0 and not stab >= gen.stability_score_thresh:
                 continue
-            cand_iou.append(ious[j])
-            cand_stab.append(stab)
-            cand_pts.append(points[pidx[j]])
-            cand_boxes.append(box)
-            cand_masks.append(window)
+            out.iou.append(ious[j])
+            out.stab.append(stab)
+            out.points.append(points[pidx[j]])
+            out.boxes.append(box)
+            out.masks.append(window)
         tm["postprocess"] += time.perf_counter() - t1
+    return out
 
+
+def process_crop_fast(
+    gen: SamAutomaticMaskGenerator,
+    image: np.ndarray,
+    crop_box: list[int],
+    layer_idx: int,
+    orig_size: tuple[int, int],
+) -> MaskRecords:
+    """The fast path's version of ``SamAutomaticMaskGenerator._process_crop``."""
+    from .amg import MaskRecords
+
+    if gen._fast_state is None:
+        gen._fast_state = FastState(gen.predictor.model)
+    state: FastState = gen._fast_state
+    x0c, y0c, x1c, y1c = crop_box
+    crop = image[y0c:y1c, x0c:x1c, :]
     t0 = time.perf_counter()
-    boxes = torch.tensor(cand_boxes, dtype=torch.int64).reshape(-1, 4)
-    iou_t = torch.tensor(cand_iou, dtype=torch.float32)
-    keep = ~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
-    keep_idx = torch.nonzero(keep).flatten()
-    boxes, iou_t = boxes[keep_idx], iou_t[keep_idx]
-    nms_keep = batched_nms(boxes.float(), iou_t, torch.zeros(len(boxes)), gen.box_nms_thresh)
-    final = keep_idx[nms_keep].tolist()
-    rles = [
-        window_rle(m, y + crop_box[1], x + crop_box[0], orig_size)
-        for (y, x, m) in (cand_masks[i] for i in final)
-    ]
+    _encode_cached(gen, state, crop)
+    p = gen.predictor
+    cropped_size = (int(crop.shape[0]), int(crop.shape[1]))
+    fd = state.decoder
+    assert p.features is not None and p.input_size is not None
+    fd.set_embedding(p.features)
+    gen.timings["encoder"] += time.perf_counter() - t0
+
+    with _single_thread_blas():
+        resizer = MaskResizer(
+            (4 * fd.grid[0], 4 * fd.grid[1]), p.model.image_size, p.input_size, cropped_size
+        )
+        points_all = gen.point_grids[layer_idx] * np.array(cropped_size)[None, ::-1]
+        c = _decode_crop(gen, fd, resizer, points_all, cropped_size)
+
+        t0 = time.perf_counter()
+        boxes = torch.tensor(c.boxes, dtype=torch.int64).reshape(-1, 4)
+        iou_t = torch.tensor(c.iou, dtype=torch.float32)
+        near = is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
+        keep_idx = torch.nonzero(~near).flatten()
+        boxes, iou_t = boxes[keep_idx], iou_t[keep_idx]
+        nms_keep = batched_nms(boxes.float(), iou_t, torch.zeros(len(boxes)), gen.box_nms_thresh)
+        final = keep_idx[nms_keep].tolist()
+        rles = [
+            window_rle(m, y + y0c, x + x0c, orig_size) for (y, x, m) in (c.masks[i] for i in final)
+        ]
     data = MaskRecords(
         rles=rles,
         boxes=uncrop_boxes_xyxy(boxes[nms_keep], crop_box),
         iou_preds=iou_t[nms_keep],
         points=uncrop_points(
-            torch.as_tensor(np.array([cand_pts[i] for i in final]).reshape(-1, 2)), crop_box
+            torch.as_tensor(np.array([c.points[i] for i in final]).reshape(-1, 2)), crop_box
         ),
-        stability_score=torch.tensor([cand_stab[i] for i in final], dtype=torch.float32),
+        stability_score=torch.tensor([c.stab[i] for i in final], dtype=torch.float32),
         crop_boxes=torch.tensor([crop_box] * len(final), dtype=torch.int64).reshape(-1, 4),
     )
     p.reset_image()
-    tm["postprocess"] += time.perf_counter() - t0
+    gen.timings["postprocess"] += time.perf_counter() - t0
     return data

@@ -71,19 +71,25 @@ class FastPointDecoder:
         return torch.cat([out, sparse], dim=1)
 
     # ------------------------------------------------------------ attention
-    def _t2i(
-        self, attn: torch.nn.Module, q_in: torch.Tensor, kpe: torch.Tensor, keys: torch.Tensor
+    def _image_logits(
+        self, r: torch.Tensor, bias: torch.Tensor, keys: torch.Tensor
     ) -> torch.Tensor:
-        """Token-to-image attention with per-prompt image tokens (BxNxC)."""
+        """Bx(HT)xN logits ``r . (keys + key_pe) + bias`` without materialising keys + key_pe."""
+        b, m, c = r.shape
+        pe_part = torch.mm(r.reshape(b * m, c), self.key_pe.T).reshape(b, m, -1)
+        return pe_part.add_(bias).baddbmm_(r, keys.transpose(1, 2))
+
+    def _t2i(self, attn: torch.nn.Module, q_in: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Token-to-image attention with per-prompt image tokens (BxNxC, keys + key_pe)."""
         b, t, _ = q_in.shape
         h, dh = self._heads(attn)
-        c = kpe.shape[-1]
-        q = attn.q_proj(q_in).reshape(b, t, h, dh)
+        c = keys.shape[-1]
+        # The 1/sqrt(dh) scale is applied to the (small) projected queries.
+        q = attn.q_proj(q_in).reshape(b, t, h, dh) / math.sqrt(dh)
         wk = attn.k_proj.weight.reshape(h, dh, c)
         r = torch.einsum("bthd,hdc->bhtc", q, wk).reshape(b, h * t, c)
         bias = (q * attn.k_proj.bias.reshape(h, dh)).sum(-1).transpose(1, 2).reshape(b, h * t, 1)
-        logits = torch.baddbmm(bias, r, kpe.transpose(1, 2)) / math.sqrt(dh)
-        a = torch.softmax(logits, dim=-1)
+        a = torch.softmax(self._image_logits(r, bias, keys), dim=-1)
         s = torch.bmm(a, keys).reshape(b, h, t, c)  # attention-weighted image tokens
         wv = attn.v_proj.weight.reshape(h, dh, c)
         v = torch.einsum("bhtc,hdc->bthd", s, wv) + attn.v_proj.bias.reshape(h, dh)
@@ -96,6 +102,7 @@ class FastPointDecoder:
         tok_q: torch.Tensor,
         base: torch.Tensor,
         norm: torch.nn.Module,
+        inplace: bool = False,
     ) -> torch.Tensor:
         """Finish image-to-token attention: softmax over tokens per head, add, LayerNorm.
 
@@ -113,6 +120,8 @@ class FastPointDecoder:
         u = torch.einsum("bthd,chd->bhtc", v, wo)
         # Each head's weights sum to 1, so the output bias can ride on the values.
         u = (u + attn.out_proj.bias / h).reshape(b, h * t, c)
+        if inplace:  # per-prompt image tokens that are no longer needed
+            return norm(base.baddbmm_(a.transpose(1, 2), u))
         return norm(torch.baddbmm(base, a.transpose(1, 2), u))
 
     # ---------------------------------------------------------- transformer
@@ -143,20 +152,17 @@ class FastPointDecoder:
         # ---- layer 1 and the final attention: image tokens differ per prompt
         qp = q + tokens
         q = l1.norm1(q + l1.self_attn(qp, qp, q))
-        kpe = keys + self.key_pe
-        q = l1.norm2(q + self._t2i(l1.cross_attn_token_to_image, q + tokens, kpe, keys))
+        q = l1.norm2(q + self._t2i(l1.cross_attn_token_to_image, q + tokens, keys))
         q = l1.norm3(q + l1.mlp(q))
         att = l1.cross_attn_image_to_token
         h, dh = self._heads(att)
-        kt = att.k_proj(q + tokens).reshape(b, t, h, dh)
+        kt = att.k_proj(q + tokens).reshape(b, t, h, dh) / math.sqrt(dh)
         r = torch.einsum("bthd,hdc->bhtc", kt, att.q_proj.weight.reshape(h, dh, c))
         bias = (kt * att.q_proj.bias.reshape(h, dh)).sum(-1).transpose(1, 2).reshape(b, h * t, 1)
-        logits = torch.baddbmm(bias, r.reshape(b, h * t, c), kpe.transpose(1, 2)) / math.sqrt(dh)
-        del kpe
-        keys = self._i2t_update(att, logits, q, keys, l1.norm4)
-        kpe = keys + self.key_pe
+        logits = self._image_logits(r.reshape(b, h * t, c), bias, keys)
+        keys = self._i2t_update(att, logits, q, keys, l1.norm4, inplace=True)
         q = self.tf.norm_final_attn(
-            q + self._t2i(self.tf.final_attn_token_to_image, q + tokens, kpe, keys)
+            q + self._t2i(self.tf.final_attn_token_to_image, q + tokens, keys)
         )
         return q, keys
 

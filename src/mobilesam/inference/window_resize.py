@@ -167,4 +167,7 @@ def window_rle(mask: np.ndarray | None, y0: int, x0: int, size: tuple[int, int])
     bounds = np.empty(2 * len(starts) + 2, dtype=np.int64)
     bounds[0], bounds[-1] = 0, total
     bounds[1:-1:2], bounds[2:-1:2] = starts, ends
-    return {"size": [h, w], "counts": np.diff(bounds).tolist()}
+    counts = np.diff(bounds).tolist()
+    if counts[-1] == 0:  # the last run reaches the final pixel: no trailing background run
+        counts.pop()
+    return {"size": [h, w], "counts": counts}

@@ -1,0 +1,225 @@
+"""Segment everything: exact vs fast automatic mask generation, timed in one process.
+
+    python benchmarks/everything.py [IMAGE ...] --png docs/images/everything_bench.png
+
+Without IMAGE arguments, three test photos are derived from the shared photos
+(mirrored / cropped / rescaled, so none of them is a file of ../shared/images).
+Without --checkpoint, MobileSAM with the generated parity weights (vit_t, seed 0)
+is used. For each image: the exact generator, then the fast one (fresh, so its
+encoder runs too), then the fast one again on the same image (embedding reused).
+Prints time per image with the encoder / decoder / post-processing split, the
+speed ratio, and how well the fast masks match the exact ones (one-to-one greedy
+matching by mask IoU); draws a bar chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def derived_images() -> dict[str, np.ndarray]:
+    """Test photos made from the shared ones: not byte-identical to any of them."""
+    from PIL import Image
+
+    from mobilesam.io import read_image
+
+    img = SHARED / "images"
+    groceries = read_image(img / "groceries.jpg")[:, ::-1]  # mirrored, 800x534
+    picture = read_image(img / "picture1.jpg")[40:700, 60:740]  # cropped, 680x660
+    truck = Image.fromarray(read_image(img / "truck.jpg")[150:1150, 200:1700, :])
+    truck = np.asarray(truck.resize((1050, 700), Image.Resampling.BILINEAR))[:, ::-1]
+    return {
+        "groceries_mirrored": np.ascontiguousarray(groceries),
+        "picture1_crop": np.ascontiguousarray(picture),
+        "truck_crop_scaled_mirrored": np.ascontiguousarray(truck),
+    }
+
+
+def parity_checkpoint(tmp: Path) -> Path:
+    """The generated parity weights (vit_t, seed 0) written to a .pt file."""
+    import torch
+
+    sys.path.insert(0, str(SHARED / "parity"))
+    import weights  # the deterministic generator beside the parity fixtures
+
+    path = tmp / "vit_t_seed0.pt"
+    torch.save(weights.generate_state_dict(weights.load_keys("vit_t"), 0), path)
+    return path
+
+
+def match_masks(exact: list[np.ndarray], fast: list[np.ndarray], min_iou: float) -> dict:
+    """One-to-one greedy matching by IoU (highest first); counts pairs with IoU >= min_iou."""
+    n, m = len(exact), len(fast)
+    if n == 0 or m == 0:
+        return {"exact": n, "fast": m, "matched": 0, "extra": m, "min_iou": None}
+    a = np.stack([e.reshape(-1) for e in exact]).astype(np.float32)
+    b = np.stack([f.reshape(-1) for f in fast]).astype(np.float32)
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    used_a, used_b, ious = set(), set(), []
+    for flat in np.argsort(-iou, axis=None):
+        i, j = divmod(int(flat), m)
+        if i in used_a or j in used_b or iou[i, j] < min_iou:
+            continue
+        used_a.add(i)
+        used_b.add(j)
+        ious.append(float(iou[i, j]))
+    k = len(ious)
+    return {"exact": n, "fast": m, "matched": k, "extra": m - k, "min_iou": min(ious, default=None)}
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from mobilesam import SamAutomaticMaskGenerator, sam_model_registry
+    from mobilesam.io import read_image
+
+    if args.images:
+        images = {Path(p).stem: read_image(p) for p in args.images}
+    else:
+        images = derived_images()
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(args.checkpoint) if args.checkpoint else parity_checkpoint(Path(tmp))
+        model = sam_model_registry[args.model](checkpoint=str(ckpt)).eval()
+    params = {
+        "points_per_side": args.points_per_side,
+        "points_per_batch": args.points_per_batch,
+        "pred_iou_thresh": args.pred_iou_thresh,
+        "stability_score_thresh": args.stability_score_thresh,
+    }
+    rows = []
+    for name, img in images.items():
+        row = {"image": name, "size": list(img.shape[:2])}
+        masks = {}
+        for label, fast in (("exact", False), ("fast", True)):
+            gen = SamAutomaticMaskGenerator(model, fast=fast, **params)
+            t0 = time.perf_counter()
+            anns = gen.generate(img)
+            row[label] = {"total": time.perf_counter() - t0, **dict(gen.timings)}
+            masks[label] = [a["segmentation"] for a in anns]
+            if fast:
+                t0 = time.perf_counter()
+                gen.generate(img)  # same image again: the embedding is reused
+                row["fast_again"] = {"total": time.perf_counter() - t0, **dict(gen.timings)}
+        row["speedup"] = row["exact"]["total"] / row["fast"]["total"]
+        row["speedup_again"] = row["exact"]["total"] / row["fast_again"]["total"]
+        row["agreement"] = match_masks(masks["exact"], masks["fast"], args.min_iou)
+        rows.append(row)
+        a = row["agreement"]
+        print(
+            f"{name} {img.shape[1]}x{img.shape[0]}: exact {row['exact']['total']:.1f}s, "
+            f"fast {row['fast']['total']:.1f}s ({row['speedup']:.2f}x), again "
+            f"{row['fast_again']['total']:.1f}s ({row['speedup_again']:.2f}x); masks exact "
+            f"{a['exact']} fast {a['fast']} matched {a['matched']} extra {a['extra']}",
+            flush=True,
+        )
+    total_exact = sum(r["exact"]["total"] for r in rows)
+    total_fast = sum(r["fast"]["total"] for r in rows)
+    n_exact = sum(r["agreement"]["exact"] for r in rows)
+    n_matched = sum(r["agreement"]["matched"] for r in rows)
+    n_extra = sum(r["agreement"]["extra"] for r in rows)
+    summary = {
+        "speedup": total_exact / total_fast,
+        "matched_fraction": n_matched / n_exact if n_exact else None,
+        "extra_fraction": n_extra / n_exact if n_exact else None,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "params": params,
+        "checkpoint": str(args.checkpoint or "generated parity weights vit_t seed 0"),
+    }
+    return {"rows": rows, "summary": summary}
+
+
+def print_table(result: dict) -> None:
+    print()
+    print("| image | masks exact / fast / matched | exact s (enc / dec / post) | "
+          "fast s (enc / dec / post) | speed-up | again s | speed-up |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for r in result["rows"]:
+        e, f, g, a = r["exact"], r["fast"], r["fast_again"], r["agreement"]
+
+        def split(t: dict) -> str:
+            enc, dec, post = (t.get(k, 0.0) for k in ("encoder", "decoder", "postprocess"))
+            return f"{t['total']:.1f} ({enc:.1f} / {dec:.1f} / {post:.1f})"
+
+        print(
+            f"| {r['image']} {r['size'][1]}x{r['size'][0]} | {a['exact']} / {a['fast']} / "
+            f"{a['matched']} | {split(e)} | {split(f)} | {r['speedup']:.2f}x | "
+            f"{g['total']:.1f} | {r['speedup_again']:.2f}x |"
+        )
+    s = result["summary"]
+    mf = "n/a" if s["matched_fraction"] is None else f"{100 * s['matched_fraction']:.1f}%"
+    xf = "n/a" if s["extra_fraction"] is None else f"{100 * s['extra_fraction']:.1f}%"
+    print(f"\noverall speed-up {s['speedup']:.2f}x; exact masks matched (IoU >= 0.9) {mf}; "
+          f"extra fast masks {xf}")  # fmt: skip
+
+
+def draw(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    labels, parts = [], []
+    for r in rows:
+        for key, tag in (("exact", "exact"), ("fast", "fast"), ("fast_again", "fast, again")):
+            t = r[key]
+            labels.append(f"{r['image']}\n{tag}")
+            parts.append([t.get(k, 0.0) for k in ("encoder", "decoder", "postprocess")])
+    parts_arr = np.array(parts)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.5))
+    y = np.arange(len(labels))[::-1]
+    left = np.zeros(len(labels))
+    for k, (name, colour) in enumerate(
+        (("encoder", "#4c72b0"), ("decoder", "#dd8452"), ("post-processing", "#55a868"))
+    ):
+        ax.barh(y, parts_arr[:, k], left=left, color=colour, label=name)
+        left += parts_arr[:, k]
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlabel("seconds per image")
+    s = result["summary"]
+    ax.set_title(f"Segment everything, exact vs fast: {s['speedup']:.1f}x faster overall")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("images", nargs="*", help="photos (default: three derived test photos)")
+    ap.add_argument("--model", default="vit_t")
+    ap.add_argument("--checkpoint", default=None, help="default: generated parity weights")
+    ap.add_argument("--points-per-side", type=int, default=32)
+    ap.add_argument("--points-per-batch", type=int, default=64)
+    ap.add_argument("--pred-iou-thresh", type=float, default=0.88)
+    ap.add_argument("--stability-score-thresh", type=float, default=0.95)
+    ap.add_argument("--min-iou", type=float, default=0.9, help="IoU for a matched mask")
+    ap.add_argument("--png", type=Path, default=None, help="bar chart output")
+    ap.add_argument("--json", type=Path, default=None, help="raw numbers output")
+    args = ap.parse_args(argv)
+    result = run(args)
+    print_table(result)
+    if args.png:
+        draw(result, args.png)
+        print(f"chart: {args.png}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""``mobilesam everything``: automatic masks for every image of a collection.
+
+Per image, a folder ``OUT/<name>/`` with either one PNG per mask plus
+``metadata.csv`` (``--format png``) or ``annotations.json`` with COCO RLE
+segmentations (``--format coco``), and ``overlay.png``. Each folder is written
+under a temporary name and renamed when complete, so an interrupted run leaves
+no half-written result; images whose folder exists are skipped unless
+``--overwrite``. Under ``torchrun`` (RANK / WORLD_SIZE set) each process takes a
+disjoint shard of the sorted inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..inference.amg_options import AmgOptions, option_fields
+from ._common import add_model_args, fail, load_model
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "everything",
+        help="automatic masks for whole images or folders",
+        description="Segment everything in each image with the automatic mask generator "
+        "(fast path by default; --exact for the reference algorithm).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--format", choices=("png", "coco"), default="png", help="mask output format")
+    p.add_argument("--exact", action="store_true", help="use the exact (reference) path")
+    p.add_argument("--overwrite", action="store_true", help="redo images already done")
+    group = p.add_argument_group("generator options (segment-anything's names)")
+    for name, kind, default in option_fields():
+        shown = f"{default:.4g}" if isinstance(default, float) else default
+        group.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=default, help=f"default {shown}"
+        )
+    add_model_args(p)
+    return p
+
+
+def shard(items: list[Any], env: dict[str, str] | None = None) -> tuple[list[Any], int, int]:
+    """This process's share of ``items`` under torchrun (RANK, WORLD_SIZE): every
+    WORLD_SIZE-th item from RANK. Without those variables, everything."""
+    env = os.environ if env is None else env
+    world = int(env.get("WORLD_SIZE", "1"))
+    rank = int(env.get("RANK", "0"))
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"bad RANK={rank} / WORLD_SIZE={world}")
+    return items[rank::world], rank, world
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """A distinct folder name per input: its stem, or parent__stem when stems collide."""
+    stems = [p.stem for p in paths]
+    names = []
+    seen: dict[str, int] = {}
+    for p, stem in zip(paths, stems):
+        name = stem if stems.count(stem) == 1 else f"{p.parent.name}__{stem}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 0
+        names.append(name)
+    return names
+
+
+def _write_result(folder: Path, image: Any, anns: list[dict], fmt: str, source: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from ..visualize import overlay_masks
+
+    order = sorted(range(len(anns)), key=lambda i: -anns[i]["area"])
+    if fmt == "png":
+        masks = [anns[i]["segmentation"] for i in order]
+        with open(folder / "metadata.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(
+                ["id", "area", "bbox_x0", "bbox_y0", "bbox_w", "bbox_h", "predicted_iou",
+                 "stability_score", "point_x", "point_y"]
+            )  # fmt: skip
+            for k, i in enumerate(order):
+                a = anns[i]
+                Image.fromarray(a["segmentation"].astype(np.uint8) * 255).save(
+                    folder / f"mask_{k:04d}.png"
+                )
+                px, py = a["point_coords"][0]
+                w.writerow([k, a["area"], *a["bbox"], f"{a['predicted_iou']:.6f}",
+                            f"{a['stability_score']:.6f}", f"{px:.2f}", f"{py:.2f}"])  # fmt: skip
+    else:
+        from pycocotools import mask as mask_utils
+
+        masks = []
+        records = []
+        for k, i in enumerate(order):
+            a = dict(anns[i])
+            rle = dict(a["segmentation"])
+            masks.append(mask_utils.decode({**rle, "counts": rle["counts"].encode()}).astype(bool))
+            a["id"] = k
+            records.append(a)
+        doc = {
+            "image": {"file_name": str(source), "height": image.shape[0], "width": image.shape[1]},
+            "annotations": records,
+        }
+        (folder / "annotations.json").write_text(json.dumps(doc))
+    overlay = overlay_masks(image, masks) if masks else image
+    Image.fromarray(overlay).save(folder / "overlay.png")
+
+
+def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
+    """Rename the finished temporary folder into place (replacing an old one if asked)."""
+    if final.exists():
+        if not overwrite:
+            raise FileExistsError(final)
+        trash = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..inference.amg import SamAutomaticMaskGenerator
+    from ..io import ImageReadError, list_images, read_image
+
+    paths = list_images(args.inputs)
+    if not paths:
+        return fail("no images found in the inputs")
+    names = output_names(paths)
+    try:
+        mine, rank, world = shard(list(zip(paths, names)))
+    except ValueError as e:
+        return fail(str(e))
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(p, n) for p, n in mine if args.overwrite or not (out / n).is_dir()]
+    done_before = len(mine) - len(todo)
+    if todo:
+        if args.device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per torchrun process
+            args.device = f"cuda:{os.environ['LOCAL_RANK']}"
+        try:
+            model = load_model(args)
+        except Exception as e:  # noqa: BLE001 - shown to the user without a traceback
+            return fail(f"cannot load the model: {e}")
+        options = AmgOptions(**{name: getattr(args, name) for name, _, _ in option_fields()})
+        try:
+            gen = SamAutomaticMaskGenerator(
+                model,
+                output_mode="binary_mask" if args.format == "png" else "coco_rle",
+                fast=not args.exact,
+                **options.kwargs(),
+            )
+        except ValueError as e:
+            return fail(str(e))
+    skipped = []
+    label = f"rank {rank}/{world}" if world > 1 else "images"
+    for path, name in tqdm(todo, desc=label, unit="img", position=rank if world > 1 else 0):
+        try:
+            image = read_image(path)
+        except ImageReadError as e:
+            skipped.append(str(e))
+            tqdm.write(f"skipped: {e}", file=sys.stderr)
+            continue
+        anns = gen.generate(image)
+        tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}.tmp-"))
+        try:
+            _write_result(tmp, image, anns, args.format, path)
+            _commit(tmp, out / name, args.overwrite)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    n_done = len(todo) - len(skipped)
+    print(
+        f"{n_done} image(s) segmented, {done_before} already done, {len(skipped)} skipped"
+        + (f" (rank {rank} of {world})" if world > 1 else "")
+        + f"; results in {out}",
+        file=sys.stderr,
+    )
+    return 1 if skipped else 0
