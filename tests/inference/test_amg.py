@@ -89,6 +89,8 @@ def test_fast_decoder_equals_reference_decoder(small_model):
     assert d_low < 1e-4 and d_iou < 1e-5
     d_low1, _ = check_against_reference(small_model, feats, sparse[:1])  # batch of one
     assert d_low1 < 1e-4
+    d_low2, d_iou2 = check_against_reference(small_model, feats, sparse, multimask_only=True)
+    assert d_low2 < 1e-4 and d_iou2 < 1e-5
 
 
 def test_records_and_embedding_reuse(small_model, dog_image, monkeypatch):

@@ -137,7 +137,9 @@ def _decode_crop(
         points = points_all[s : s + chunk]
         coords = torch.as_tensor(p.transform.apply_coords(points, cropped_size), device=p.device)
         labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=p.device)
-        tokens, keys = fd.transformer(fd.prompt_embeddings(coords[:, None, :], labels))
+        tokens, keys = fd.transformer(
+            fd.prompt_embeddings(coords[:, None, :], labels), mask_ids=(1, 2, 3)
+        )
         iou = fd.iou(tokens)
         if gen.pred_iou_thresh > 0.0:
             keep = iou > gen.pred_iou_thresh

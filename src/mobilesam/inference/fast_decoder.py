@@ -126,8 +126,15 @@ class FastPointDecoder:
 
     # ---------------------------------------------------------- transformer
     @torch.no_grad()
-    def transformer(self, sparse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt embeddings BxKxC -> (tokens BxTxC, image tokens BxNxC) after the decoder."""
+    def transformer(
+        self, sparse: torch.Tensor, mask_ids: tuple[int, ...] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt embeddings BxKxC -> (tokens BxTxC, image tokens BxNxC) after the decoder.
+
+        With ``mask_ids`` (e.g. ``(1, 2, 3)`` for multimask output) the final attention
+        runs only for the IoU token and those mask tokens, the only ones the outputs
+        read; the other rows of the returned tokens are then not final.
+        """
         if self.keys0 is None:
             raise RuntimeError("call set_embedding first")
         tokens = self.tokens(sparse)
@@ -161,9 +168,13 @@ class FastPointDecoder:
         bias = (kt * att.q_proj.bias.reshape(h, dh)).sum(-1).transpose(1, 2).reshape(b, h * t, 1)
         logits = self._image_logits(r.reshape(b, h * t, c), bias, keys)
         keys = self._i2t_update(att, logits, q, keys, l1.norm4, inplace=True)
-        q = self.tf.norm_final_attn(
-            q + self._t2i(self.tf.final_attn_token_to_image, q + tokens, keys)
-        )
+        final = self.tf.final_attn_token_to_image
+        if mask_ids is None:
+            return self.tf.norm_final_attn(q + self._t2i(final, q + tokens, keys)), keys
+        rows = [0] + [1 + i for i in mask_ids]
+        qs = q[:, rows]
+        q = q.clone()
+        q[:, rows] = self.tf.norm_final_attn(qs + self._t2i(final, qs + tokens[:, rows], keys))
         return q, keys
 
     def iou(self, tokens_out: torch.Tensor, multimask: bool = True) -> torch.Tensor:
@@ -204,13 +215,13 @@ class FastPointDecoder:
 
 
 def check_against_reference(
-    model: Sam, features: torch.Tensor, sparse: torch.Tensor
+    model: Sam, features: torch.Tensor, sparse: torch.Tensor, multimask_only: bool = False
 ) -> tuple[float, float]:
     """Max |difference| of (low-res logits, IoU) between this decoder and the model's."""
     fd = FastPointDecoder(model)
     fd.set_embedding(features)
     with torch.no_grad():
-        tok, keys = fd.transformer(sparse)
+        tok, keys = fd.transformer(sparse, (1, 2, 3) if multimask_only else None)
         low = fd.masks(tok, keys)
         iou = fd.iou(tok)
         pe = model.prompt_encoder
