@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AxisResize", "bilinear_matrix", "stability_upper_bound", "window_rle", "MaskResizer"]
+__all__ = ["AxisResize", "MaskResizer", "bilinear_matrix", "window_rle"]
 
 # Low-res logits within this margin of a level count as reaching it, so float rounding
 # of the interpolation weights can never move a pixel across a bound.
@@ -135,13 +135,6 @@ class MaskResizer:
         union_lo = np.einsum("myx,y,x->m", lo, ny, nx)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(union_lo > 0, inter_up / np.maximum(union_lo, 1), np.inf)
-
-
-def stability_upper_bound(
-    resizer: MaskResizer, low: np.ndarray, threshold: float, offset: float
-) -> np.ndarray:
-    """Functional form of :meth:`MaskResizer.stability_upper_bound`."""
-    return resizer.stability_upper_bound(low, threshold, offset)
 
 
 def window_rle(mask: np.ndarray | None, y0: int, x0: int, size: tuple[int, int]) -> dict:
