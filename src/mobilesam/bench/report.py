@@ -90,7 +90,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
 
     models = report["models"]
     fig, axes = plt.subplots(
-        len(models), 1, figsize=(9, 3.6 * len(models)), squeeze=False, constrained_layout=True
+        len(models), 1, figsize=(10.5, 3.8 * len(models)), squeeze=False, constrained_layout=True
     )
     colors = {
         "torch-exact": "#7f7f7f",
@@ -119,7 +119,9 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(
             f"{model['model']}: {report['machine']['cpu']}, {report['machine']['cores']} cores"
         )
-        ax.legend(loc="lower right", fontsize=8)
+        top = max(b[s]["median_ms"] for b in model["backends"].values() for s in stages)
+        ax.set_xlim(right=top * 4)  # room for the labels
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)

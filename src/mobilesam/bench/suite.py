@@ -41,6 +41,7 @@ class BenchConfig:
     repeats_many: int = 2
     many_prompts: int = 64
     onnx_dirs: dict[str, Path] | None = None
+    threads: int | None = None
     progress: bool = True
 
 
@@ -101,7 +102,7 @@ def _make_backends(name: str, model: Any, cfg: BenchConfig, tmp: Path) -> list[B
             out.append(torch_backend(model, optimised=True))
         else:
             assert onnx_dir is not None
-            out.append(onnx_backend(onnx_dir, int8=b == "ort-int8"))
+            out.append(onnx_backend(onnx_dir, int8=b == "ort-int8", num_threads=cfg.threads))
     return out
 
 
@@ -254,6 +255,7 @@ def run_suite(models: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
             "repeats_many": cfg.repeats_many,
             "many_prompts": cfg.many_prompts,
             "backends": list(cfg.backends),
+            "threads": cfg.threads,
         },
         "models": [bench_model(n, m, cfg, peak["gflops"]) for n, m in models.items()],
     }

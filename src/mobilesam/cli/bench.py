@@ -53,7 +53,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--onnx-dir", default=None, help="reuse an export folder (one model) instead of exporting"
     )
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for torch and onnxruntime alike (default: the usable cores)",
+    )
     modules = []
     for name in SUITES:
         try:
@@ -110,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     if args.repeats < 1 or args.repeats_many < 1 or args.prompts < 1:
         return fail("--repeats, --repeats-many and --prompts must be at least 1")
-    set_threads(args.threads)
     try:
         models = _load_models(args)
     except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
@@ -137,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         repeats_many=args.repeats_many,
         many_prompts=args.prompts,
         onnx_dirs=onnx_dirs,
+        threads=set_threads(args.threads),
     )
     try:
         report = run_suite(models, cfg)

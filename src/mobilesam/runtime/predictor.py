@@ -27,8 +27,7 @@ Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 def load_session(path: str | Path, num_threads: int | None = None) -> ort.InferenceSession:
     """An onnxruntime CPU session with full graph optimisation.
 
-    ``num_threads`` defaults to the number of usable cores (onnxruntime's own
-    default also spins extra threads that only compete on small machines).
+    ``num_threads`` defaults to the number of usable cores.
     """
     path = Path(path)
     if not path.is_file():
@@ -39,6 +38,10 @@ def load_session(path: str | Path, num_threads: int | None = None) -> ort.Infere
         num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
     opts.intra_op_num_threads = int(num_threads)
     opts.inter_op_num_threads = 1
+    # Idle worker threads sleep instead of spinning: on a small or shared CPU the spinning
+    # threads steal the cores the work needs (measured 2.2 s -> 1.8 s for the vit_t
+    # encoder on a busy 2-core machine; no difference worth keeping on an idle one).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
