@@ -34,6 +34,8 @@ _LAZY = {
     "SamPredictor": "mobilesam.inference.predictor",
     "ResizeLongestSide": "mobilesam.inference.transforms",
     "SamAutomaticMaskGenerator": "mobilesam.inference.amg",
+    "OnnxPredictor": "mobilesam.runtime",
+    "FastPredictor": "mobilesam.inference.optimize",
     "evaluate_alignment": "mobilesam.evaluation.alignment",
 }
 
