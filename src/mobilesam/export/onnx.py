@@ -48,7 +48,7 @@ class Tolerances:
     fp32 defaults: about 10x the float32 reordering noise (on the generated vit_t
     weights onnxruntime differs from torch by ~2e-6 on the embedding and ~4e-5
     on the low-res logits, inside the parity tolerances 1.3e-5 / 1.4e-4; see
-    docs/benchmarks.md). int8 changes the function itself, so it is only judged
+    docs/onnx.md). int8 changes the function itself, so it is only judged
     by ``int8_min_mask_iou``, the least IoU between the torch model's binary
     multimask outputs and the quantised graphs': a sanity floor that catches a
     broken quantisation, not a fidelity claim (the measured value is reported).
