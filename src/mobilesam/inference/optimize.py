@@ -278,8 +278,8 @@ class FastPredictor(SamPredictor):
         sparse, _ = self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
         decoder = self._point_decoder(index)
         with torch.inference_mode():
-            tokens, keys = decoder.transformer(sparse)
             ids = (1, 2, 3) if multimask_output else (0,)
+            tokens, keys = decoder.transformer(sparse, ids)  # final attention: needed rows only
             low_res = decoder.masks(tokens, keys, ids)
             iou = decoder.iou(tokens, multimask_output)
             masks = self.model.postprocess_masks(
