@@ -181,10 +181,14 @@ def make_report(args, work: Path, repo: Path) -> dict:
         }
     stages_file = work / "stage_seconds.json"
     stages = json.loads(stages_file.read_text()) if stages_file.is_file() else {}
-    teacher_done = work / "teacher" / "done.json"
-    if "teacher" not in stages and teacher_done.is_file():
-        stages["teacher"] = json.loads(teacher_done.read_text())["seconds"]
+    for stage in ("teacher", "coupled_a", "coupled_b"):  # runs started outside this script
+        done_file = work / stage / "done.json"
+        if stage not in stages and done_file.is_file():
+            stages[stage] = json.loads(done_file.read_text())["seconds"]
     results["stage_seconds"] = stages
+    for key in ("note", "discussion"):  # optional free text about this run, kept in the doc
+        if (work / f"{key}.md").is_file():
+            results[key] = (work / f"{key}.md").read_text().strip()
     (work / "results.json").write_text(json.dumps(results, indent=1))
     figs = work / "figures"
     example_figure(models, work, figs / "shapes_examples.png")
@@ -213,7 +217,12 @@ def ship(models: dict, results: dict, repo: Path) -> None:
     save_fp16(models["teacher"], assets / "shapes_teacher.safetensors")
     save_fp16(models["decoupled"], assets / "shapes_student.safetensors")
     recipe = {
-        "command": "scripts/shapes_world.py --threads 2 --docs --ship",
+        "command": (
+            "scripts/shapes_world.py --threads {threads} --teacher-steps {teacher_steps} "
+            "--student-steps {student_steps} --student-scenes {student_scenes} "
+            "--heldout {heldout} --docs --ship"
+        ).format(**results["settings"]),
+        "recipe": "docs/results.md",
         "settings": results["settings"],
         "documented": {
             k: {

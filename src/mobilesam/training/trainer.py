@@ -285,10 +285,10 @@ def train_sam(
             now = time.perf_counter()
             rate = cfg.log_every * cfg.batch_size / max(now - window, 1e-9)
             window = now
-            rec = {"kind": "train", "step": done, "loss": float(loss), "lr": lr, **parts}
+            rec = {"kind": "train", "step": done, "loss": float(loss.detach()), "lr": lr, **parts}
             rec.update(scenes_per_s=rate, seconds=now - start)
             log.write(rec)
-            bar.set_postfix(loss=f"{float(loss):.3f}", iou=f"{parts.get('iou', 0):.2f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", iou=f"{parts.get('iou', 0):.2f}")
         if cfg.eval_scenes and (done % cfg.eval_every == 0 or done == cfg.steps):
             t_eval = time.perf_counter()
             miou = point_miou(model, monitor)
@@ -299,6 +299,7 @@ def train_sam(
             save_checkpoint(model, out / MODEL_FILE, model.config)
             model.train()
             eval_seconds += time.perf_counter() - t_eval
+            window += time.perf_counter() - t_eval  # keep evaluation out of the scenes/s rate
     bar.close()
     model.eval()
     seconds = time.perf_counter() - start
