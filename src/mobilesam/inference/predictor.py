@@ -213,6 +213,8 @@ class SamPredictor:
             raise ValueError("point_coords and point_labels must be given together")
         points = (point_coords, point_labels) if point_coords is not None else None
         pe = self.model.prompt_encoder
+        if self._dense_pe is None:  # features were set directly (e.g. from an embedding cache)
+            self._dense_pe = pe.get_dense_pe()
         sparse, dense = pe(points=points, boxes=boxes, masks=mask_input)
         low_res, iou = self.model.mask_decoder(
             image_embeddings=self.features[index : index + 1],
