@@ -233,3 +233,16 @@ def test_sam_forward_batched_api_matches_predictor(small_model):
     np.testing.assert_allclose(out["iou_predictions"].numpy(), s_ref, atol=1e-5)
     np.testing.assert_allclose(out["low_res_logits"].numpy(), l_ref, atol=1e-4)
     assert (out["masks"].numpy() != m_ref).sum() <= 16
+
+
+def test_set_embedding_reuses_a_computed_embedding(predictor, small_model):
+    other = SamPredictor(small_model)
+    other.set_embedding(
+        predictor.get_image_embedding(), [predictor.original_size], [predictor.input_size]
+    )
+    a = predictor.predict(point_coords=[[30, 40]], point_labels=[1])
+    b = other.predict(point_coords=[[30, 40]], point_labels=[1])
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="one original and input size"):
+        other.set_embedding(predictor.get_image_embedding(), [], [])

@@ -61,11 +61,7 @@ def _encode_cached(gen: SamAutomaticMaskGenerator, state: FastState, crop: np.nd
     if hit is not None:
         state.cache.move_to_end(key)
         feats, input_size = hit
-        p.reset_image()
-        p.features = feats
-        p.original_sizes = [tuple(crop.shape[:2])]
-        p.input_sizes = [input_size]
-        p.is_image_set = True
+        p.set_embedding(feats, [tuple(crop.shape[:2])], [input_size])
         return
     p.set_image(crop)
     assert p.features is not None and p.input_size is not None

@@ -220,11 +220,8 @@ class FastPredictor(SamPredictor):
         key = image_key(rgb)
         hit = self.cache.get(key)
         if hit is not None:
-            self.reset_image()
-            self.features, original, input_size = hit
-            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
-            self.original_sizes, self.input_sizes = [original], [input_size]
-            self.is_image_set = True
+            features, original, input_size = hit
+            self.set_embedding(features, [original], [input_size])
             return
         with torch.inference_mode():
             super().set_image(rgb, "RGB")

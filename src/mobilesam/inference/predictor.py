@@ -84,12 +84,34 @@ class SamPredictor:
             chunk = tensors[i : i + self.encoder_batch_size]
             batch = torch.cat([self.model.preprocess(t.to(self.device)) for t in chunk], dim=0)
             feats.append(self.model.image_encoder(batch))
-        self.features = torch.cat(feats, dim=0)
-        # The dense positional encoding depends only on the model: compute it once per image
+        self.set_embedding(
+            torch.cat(feats, dim=0),
+            sizes,
+            [tuple(int(v) for v in t.shape[-2:]) for t in tensors],
+        )
+
+    def set_embedding(
+        self,
+        features: torch.Tensor,
+        original_sizes: Sequence[tuple[int, int]],
+        input_sizes: Sequence[tuple[int, int]],
+    ) -> None:
+        """Use already computed image embeddings (Bx256xHxW), e.g. from a cache.
+
+        ``original_sizes`` / ``input_sizes`` give each image's (h, w) before and
+        after the resize, as ``set_image`` would have recorded them.
+        """
+        if features.ndim != 4 or not (len(original_sizes) == len(input_sizes) == features.shape[0]):
+            raise ValueError(
+                f"features {tuple(features.shape)} need one original and input size per image"
+            )
+        self.reset_image()
+        self.features = features
+        self.original_sizes = [tuple(int(v) for v in s) for s in original_sizes]
+        self.input_sizes = [tuple(int(v) for v in s) for s in input_sizes]
+        # The dense positional encoding depends only on the model: computed once per image
         # set rather than once per prompt.
         self._dense_pe = self.model.prompt_encoder.get_dense_pe()
-        self.original_sizes = sizes
-        self.input_sizes = [tuple(int(v) for v in t.shape[-2:]) for t in tensors]
         self.is_image_set = True
 
     def reset_image(self) -> None:
@@ -213,8 +235,6 @@ class SamPredictor:
             raise ValueError("point_coords and point_labels must be given together")
         points = (point_coords, point_labels) if point_coords is not None else None
         pe = self.model.prompt_encoder
-        if self._dense_pe is None:  # features were set directly (e.g. from an embedding cache)
-            self._dense_pe = pe.get_dense_pe()
         sparse, dense = pe(points=points, boxes=boxes, masks=mask_input)
         low_res, iou = self.model.mask_decoder(
             image_embeddings=self.features[index : index + 1],

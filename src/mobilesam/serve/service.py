@@ -246,10 +246,7 @@ class SegmentationService:
             )
         predictor = self._ensure_predictor()
         with self._lock:
-            predictor.features = entry.features
-            predictor.original_sizes = [entry.original_size]
-            predictor.input_sizes = [entry.input_size]
-            predictor.is_image_set = True
+            predictor.set_embedding(entry.features, [entry.original_size], [entry.input_size])
             try:
                 masks, scores, low = predictor.predict(
                     point_coords=coords,
