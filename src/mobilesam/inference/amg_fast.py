@@ -145,7 +145,7 @@ def _decode_crop(
         if sel.numel() == 0:
             tm["decoder"] += time.perf_counter() - t0
             continue
-        low = fd.masks(tokens[sel], keys[sel])
+        low = fd.masks(tokens, keys, select=sel)
         del keys
         t1 = time.perf_counter()
         tm["decoder"] += t1 - t0

@@ -1,15 +1,17 @@
-"""Mask decoder for many single-point prompts on one image, without copying the embedding.
+"""Mask decoder for many prompts on one image, without per-prompt image tokens.
 
 The reference decoder repeats the 256x64x64 image embedding once per prompt and
-runs every projection on ``prompts x 4096`` image tokens. Here the same function
-is computed in another order:
+runs every projection, LayerNorm and the first upscaling convolution on
+``prompts x 4096`` image tokens. Here the same function is computed in another
+order:
 
 * layer 0 sees the same image tokens for every prompt, so its projections of the
   image tokens are computed once and shared;
-* an attention whose queries (or keys) are the 7 prompt tokens is rewritten so the
-  projection matrices act on the 7 token vectors instead of the 4096 image tokens
-  (``q . (W_k x) = (W_k^T q) . x``; ``W_o (A V) = A (W_o V)``), which turns every
-  per-prompt image-token projection into one batched matmul against 56 vectors;
+* after that, a prompt's image tokens are kept in the low-rank form of
+  :mod:`.lowrank` (shared matrix, per-pixel scales, ~2 x heads x tokens rows per
+  prompt): attention logits and outputs, the LayerNorm statistics and the first
+  transposed convolution are computed from the factors, with everything that
+  touches the shared matrix computed once per image;
 * the IoU head runs before the upscaling, so masks are upscaled only for prompts
   that keep at least one mask, and the transposed convolutions run as matmuls on
   channels-last tensors.
@@ -23,13 +25,42 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ..modeling import Sam
+from .lowrank import (
+    LowRankTokens,
+    Scratch,
+    attend,
+    image_logits,
+    normalised,
+    shared_product,
+    softmax,
+    split_heads,
+    split_heads_t,
+)
+
+
+def _heads(attn: torch.nn.Module) -> tuple[int, int]:
+    h = attn.num_heads
+    return h, attn.internal_dim // h
+
+
+def _centred(x: torch.Tensor) -> torch.Tensor:
+    return x - x.mean(-1, keepdim=True)
+
+
+def _activation_(act: torch.nn.Module, x: torch.Tensor) -> None:
+    """Apply the upscaling activation in place (GELU in SAM; others fall back to a copy)."""
+    if isinstance(act, torch.nn.GELU):
+        torch.ops.aten.gelu_(x, approximate=act.approximate)
+    elif isinstance(act, torch.nn.ReLU):
+        x.relu_()
+    else:
+        x.copy_(act(x))
 
 
 class FastPointDecoder:
-    """Decode B single-point prompts against one image embedding (1xCxhxw)."""
+    """Decode B prompts (sparse embeddings, no mask input) against one image embedding."""
 
     def __init__(self, model: Sam) -> None:
         self.model = model
@@ -38,144 +69,202 @@ class FastPointDecoder:
         self.tf = dec.transformer
         if self.tf.depth != 2:
             raise ValueError("FastPointDecoder supports the two-layer two-way transformer only")
-        self.keys0: torch.Tensor | None = None
+        self.ready = False
+        self.ws = Scratch()
 
-    # ---------------------------------------------------------------- helpers
-    @staticmethod
-    def _heads(attn: torch.nn.Module) -> tuple[int, int]:
-        h = attn.num_heads
-        return h, attn.internal_dim // h
-
+    # ------------------------------------------------------------ per image
+    @torch.no_grad()
     def set_embedding(self, features: torch.Tensor) -> None:
-        """Precompute the prompt-independent parts of layer 0 for ``features`` (1xCxhxw)."""
+        """Precompute every prompt-independent product for ``features`` (1xCxhxw)."""
         pe_mod = self.model.prompt_encoder
         dense = pe_mod.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        src = features + dense  # the same for every prompt
-        self.keys0 = src.flatten(2)[0].transpose(0, 1).contiguous()  # N x C
-        self.key_pe = pe_mod.get_dense_pe().flatten(2)[0].transpose(0, 1).contiguous()
+        keys0 = (features + dense).flatten(2)[0].transpose(0, 1).contiguous()  # N x C
+        pe = pe_mod.get_dense_pe().flatten(2)[0].transpose(0, 1).contiguous()
         self.grid = tuple(features.shape[-2:])
-        layer0 = self.tf.layers[0]
-        kpe = self.keys0 + self.key_pe
-        t2i, i2t = layer0.cross_attn_token_to_image, layer0.cross_attn_image_to_token
-        h, dh = self._heads(t2i)
-        n = kpe.shape[0]
-        self.l0_k = t2i.k_proj(kpe).reshape(n, h, dh).permute(1, 2, 0).contiguous()  # H x dh x N
-        self.l0_v = t2i.v_proj(self.keys0).reshape(n, h, dh).transpose(0, 1).contiguous()
-        h2, dh2 = self._heads(i2t)
-        self.l0_q = i2t.q_proj(kpe).reshape(n, h2, dh2).permute(1, 2, 0).contiguous()  # H x dh x N
+        self.n = keys0.shape[0]
+        l0, l1 = self.tf.layers
+        # layer 0 attends to the shared image tokens directly
+        kpe = keys0 + pe
+        t2i, i2t = l0.cross_attn_token_to_image, l0.cross_attn_image_to_token
+        self.l0_k = split_heads_t(t2i.k_proj(kpe), t2i.num_heads)
+        self.l0_v = split_heads(t2i.v_proj(keys0), t2i.num_heads)
+        self.l0_q = split_heads_t(i2t.q_proj(kpe), i2t.num_heads)
+        # layer 0's norm4: statistics of keys0 + update
+        k0c = _centred(keys0)
+        self.sq0 = k0c.square().sum(-1)
+        self.dots0 = self._row_basis(k0c, i2t)
+        # image tokens after layer 0: s1 * (S1 + L^T R) + b0
+        g0, b0 = l0.norm4.weight, l0.norm4.bias
+        s1 = k0c * g0
+        self.proj1_t2i = self._projections(s1, b0, pe, l1.cross_attn_token_to_image)
+        self.proj1_i2t = self._projections(s1, b0, pe, l1.cross_attn_image_to_token, query=True)
+        # layer 1's norm4
+        s1c = _centred(s1)
+        self.sq1 = s1c.square().sum(-1)
+        self.dots1_old = self._row_basis(_centred(s1c * g0), i2t)
+        self.dots1_new = self._row_basis(s1c, l1.cross_attn_image_to_token)
+        self.dots1_const = s1c @ b0
+        self.const1_c = _centred(b0)
+        # image tokens after layer 1: s2 * (s1 * S2 + L^T R) + b1
+        g1, b1 = l1.norm4.weight, l1.norm4.bias
+        s2 = s1c * g1
+        self.proj_final = self._projections(s2, b1, pe, self.tf.final_attn_token_to_image)
+        ct1 = self.dec.output_upscaling[0]
+        c, c1 = ct1.weight.shape[:2]
+        # ConvTranspose2d(k=2, s=2) is a per-pixel linear map to a 2x2 block.
+        self.w1 = ct1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1)  # C x (di dj o)
+        self.y_shared = s2 @ self.w1
+        self.y_const = b1 @ self.w1 + ct1.bias.repeat(4)
+        ct2 = self.dec.output_upscaling[3]
+        self.w2 = ct2.weight.permute(0, 2, 3, 1).reshape(c1, -1)  # C1 x (di2 dj2 o2)
+        self.b2 = ct2.bias.repeat(4)
+        self.ready = True
 
+    @staticmethod
+    def _row_basis(shared_c: torch.Tensor, attn: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+        """What ``shared_c[n] . row`` needs for rows ``v_ht W_o,h + b_o / H`` of ``attn``."""
+        h, _ = _heads(attn)
+        w = split_heads_t(shared_c @ attn.out_proj.weight, h)  # H x dh x N
+        return w, (shared_c @ attn.out_proj.bias) / h
+
+    @staticmethod
+    def _projections(
+        shared: torch.Tensor,
+        const: torch.Tensor,
+        pe: torch.Tensor,
+        attn: torch.nn.Module,
+        query: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Shared products of one attention's projections with image tokens ``shared``/``const``."""
+        h, _ = _heads(attn)
+        lin = attn.q_proj if query else attn.k_proj
+        out = {
+            "w": lin.weight,
+            "shared_t": split_heads_t(shared @ lin.weight.T, h),
+            "offset_t": split_heads_t(lin(const + pe), h),
+        }
+        if not query:
+            out["wv"] = attn.v_proj.weight
+            out["shared_v"] = split_heads(shared @ attn.v_proj.weight.T, h)
+            out["const_v"] = attn.v_proj(const)
+        return out
+
+    # ------------------------------------------------------------ per prompt
     def tokens(self, sparse: torch.Tensor) -> torch.Tensor:
         """Prompt embeddings BxKxC -> decoder tokens Bx(5+K)xC (IoU, mask tokens, prompts)."""
         out = torch.cat([self.dec.iou_token.weight, self.dec.mask_tokens.weight], dim=0)
         out = out.unsqueeze(0).expand(sparse.shape[0], -1, -1)
         return torch.cat([out, sparse], dim=1)
 
-    # ------------------------------------------------------------ attention
-    def _image_logits(
-        self, r: torch.Tensor, bias: torch.Tensor, keys: torch.Tensor
-    ) -> torch.Tensor:
-        """Bx(HT)xN logits ``r . (keys + key_pe) + bias`` without materialising keys + key_pe."""
-        b, m, c = r.shape
-        pe_part = torch.mm(r.reshape(b * m, c), self.key_pe.T).reshape(b, m, -1)
-        return pe_part.add_(bias).baddbmm_(r, keys.transpose(1, 2))
+    def _dots(
+        self, basis: tuple[torch.Tensor, torch.Tensor], v: torch.Tensor, out: torch.Tensor
+    ) -> None:
+        """``out`` (B x H x T x N) <- dots of a shared matrix with rows ``v_ht W_o,h + b_o/H``."""
+        w, bias = basis
+        shared_product(v, w, out).add_(bias)
 
-    def _t2i(self, attn: torch.nn.Module, q_in: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """Token-to-image attention with per-prompt image tokens (BxNxC, keys + key_pe)."""
-        b, t, _ = q_in.shape
-        h, dh = self._heads(attn)
-        c = keys.shape[-1]
-        # The 1/sqrt(dh) scale is applied to the (small) projected queries.
-        q = attn.q_proj(q_in).reshape(b, t, h, dh) / math.sqrt(dh)
-        wk = attn.k_proj.weight.reshape(h, dh, c)
-        r = torch.einsum("bthd,hdc->bhtc", q, wk).reshape(b, h * t, c)
-        bias = (q * attn.k_proj.bias.reshape(h, dh)).sum(-1).transpose(1, 2).reshape(b, h * t, 1)
-        a = torch.softmax(self._image_logits(r, bias, keys), dim=-1)
-        s = torch.bmm(a, keys).reshape(b, h, t, c)  # attention-weighted image tokens
-        wv = attn.v_proj.weight.reshape(h, dh, c)
-        v = torch.einsum("bhtc,hdc->bthd", s, wv) + attn.v_proj.bias.reshape(h, dh)
-        return attn.out_proj(v.reshape(b, t, h * dh))
-
-    def _i2t_update(
-        self,
-        attn: torch.nn.Module,
-        logits: torch.Tensor,
-        tok_q: torch.Tensor,
-        base: torch.Tensor,
-        norm: torch.nn.Module,
-        inplace: bool = False,
-    ) -> torch.Tensor:
-        """Finish image-to-token attention: softmax over tokens per head, add, LayerNorm.
-
-        logits: Bx(H*T)xN, already scaled (tokens on the middle axis, so the softmax
-        over the 7 tokens runs vectorised along N); tok_q: BxTxC token values.
-        Returns ``norm(base + out_proj(attention))``, BxNxC.
-        """
-        b, _, n = logits.shape
-        t = tok_q.shape[1]
-        h, dh = self._heads(attn)
+    @staticmethod
+    def _update_rows(attn: torch.nn.Module, v: torch.Tensor) -> torch.Tensor:
+        """B x (H*T) x C rows ``v_ht W_o,h + b_o / H`` (image-to-token attention output)."""
+        b, t, h, dh = v.shape
         c = attn.out_proj.weight.shape[0]
-        a = torch.softmax(logits.reshape(b, h, t, n), dim=2).reshape(b, h * t, n)
-        v = attn.v_proj(tok_q).reshape(b, t, h, dh)
-        wo = attn.out_proj.weight.reshape(c, h, dh)
-        u = torch.einsum("bthd,chd->bhtc", v, wo)
-        # Each head's weights sum to 1, so the output bias can ride on the values.
-        u = (u + attn.out_proj.bias / h).reshape(b, h * t, c)
-        if inplace:  # per-prompt image tokens that are no longer needed
-            return norm(base.baddbmm_(a.transpose(1, 2), u))
-        return norm(torch.baddbmm(base, a.transpose(1, 2), u))
+        u = torch.einsum("bthd,chd->bhtc", v, attn.out_proj.weight.reshape(c, h, dh))
+        # Each head's weights sum to 1 over the tokens, so the bias rides on the values.
+        return (u + attn.out_proj.bias / h).reshape(b, h * t, c)
 
-    # ---------------------------------------------------------- transformer
+    def _token_to_image(
+        self, attn: torch.nn.Module, q_in: torch.Tensor, state: LowRankTokens, proj: dict
+    ) -> torch.Tensor:
+        b, t, _ = q_in.shape
+        h, dh = _heads(attn)
+        qh = attn.q_proj(q_in).reshape(b, t, h, dh) / math.sqrt(dh)
+        rows_k = (state.R @ proj["w"].T).reshape(b, -1, h, dh)
+        logits = image_logits(qh, proj["shared_t"], proj["offset_t"], rows_k, state, self.ws)
+        a = softmax(logits, -1, self.ws)
+        rows_v = (state.R @ proj["wv"].T).reshape(b, -1, h, dh)
+        return attn.out_proj(attend(a, proj["shared_v"], rows_v, proj["const_v"], state, self.ws))
+
     @torch.no_grad()
     def transformer(
         self, sparse: torch.Tensor, mask_ids: tuple[int, ...] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt embeddings BxKxC -> (tokens BxTxC, image tokens BxNxC) after the decoder.
+    ) -> tuple[torch.Tensor, LowRankTokens]:
+        """Prompt embeddings BxKxC -> (tokens BxTxC, image tokens) after the decoder.
 
         With ``mask_ids`` (e.g. ``(1, 2, 3)`` for multimask output) the final attention
         runs only for the IoU token and those mask tokens, the only ones the outputs
         read; the other rows of the returned tokens are then not final.
         """
-        if self.keys0 is None:
+        if not self.ready:
             raise RuntimeError("call set_embedding first")
         tokens = self.tokens(sparse)
         b, t, c = tokens.shape
+        n, ws = self.n, self.ws
         l0, l1 = self.tf.layers
         # ---- layer 0: image tokens are shared by all prompts
         q = l0.norm1(l0.self_attn(tokens, tokens, tokens))
         att = l0.cross_attn_token_to_image
-        h, dh = self._heads(att)
-        qq = att.q_proj(q + tokens).reshape(b * t, h, dh).transpose(0, 1)  # H x BT x dh
-        a = torch.softmax(torch.bmm(qq, self.l0_k) / math.sqrt(dh), dim=-1)
+        h, dh = _heads(att)
+        qq = att.q_proj(q + tokens).reshape(b * t, h, dh).transpose(0, 1) / math.sqrt(dh)
+        logits = torch.bmm(qq, self.l0_k, out=ws("logits", h, b * t, n))
+        a = softmax(logits, -1, ws)
         o = torch.bmm(a, self.l0_v).transpose(0, 1).reshape(b, t, h * dh)
         q = l0.norm2(q + att.out_proj(o))
         q = l0.norm3(q + l0.mlp(q))
         att = l0.cross_attn_image_to_token
-        h, dh = self._heads(att)
-        kt = att.k_proj(q + tokens).reshape(b * t, h, dh).transpose(0, 1)  # H x BT x dh
-        logits = torch.bmm(kt, self.l0_q) / math.sqrt(dh)  # H x BT x N
-        n = logits.shape[-1]
-        logits = logits.reshape(h, b, t, n).transpose(0, 1).reshape(b, h * t, n)
-        keys = self._i2t_update(att, logits, q, self.keys0.unsqueeze(0), l0.norm4)
-        # ---- layer 1 and the final attention: image tokens differ per prompt
+        h, dh = _heads(att)
+        kt = att.k_proj(q + tokens).reshape(b, t, h, dh) / math.sqrt(dh)
+        logits = shared_product(kt, self.l0_q, ws("logits", b, h, t, n))
+        lw = ws("L1", b, h * t, n)  # the returned state's factors live in scratch too
+        torch.ops.aten._softmax.out(logits, 2, False, out=lw.view(b, h, t, n))  # over tokens
+        v0 = att.v_proj(q).reshape(b, t, h, dh)
+        dots = ws("dots", b, h * t, n)
+        self._dots(self.dots0, v0, dots.view(b, h, t, n))
+        rows = _centred(self._update_rows(att, v0))
+        state = normalised(LowRankTokens(None, None, lw, rows), lw, rows, dots, self.sq0, l0.norm4)
+        # ---- layer 1: per-prompt image tokens, in low-rank form
         qp = q + tokens
         q = l1.norm1(q + l1.self_attn(qp, qp, q))
-        q = l1.norm2(q + self._t2i(l1.cross_attn_token_to_image, q + tokens, keys))
+        att = l1.cross_attn_token_to_image
+        q = l1.norm2(q + self._token_to_image(att, q + tokens, state, self.proj1_t2i))
         q = l1.norm3(q + l1.mlp(q))
         att = l1.cross_attn_image_to_token
-        h, dh = self._heads(att)
+        h, dh = _heads(att)
         kt = att.k_proj(q + tokens).reshape(b, t, h, dh) / math.sqrt(dh)
-        r = torch.einsum("bthd,hdc->bhtc", kt, att.q_proj.weight.reshape(h, dh, c))
-        bias = (kt * att.q_proj.bias.reshape(h, dh)).sum(-1).transpose(1, 2).reshape(b, h * t, 1)
-        logits = self._image_logits(r.reshape(b, h * t, c), bias, keys)
-        keys = self._i2t_update(att, logits, q, keys, l1.norm4, inplace=True)
+        p = self.proj1_i2t
+        rows_q = (state.R @ p["w"].T).reshape(b, -1, h, dh)
+        logits = image_logits(kt, p["shared_t"], p["offset_t"], rows_q, state, ws)
+        probs = softmax(logits, 2, ws)  # over the tokens
+        v1 = att.v_proj(q).reshape(b, t, h, dh)
+        j, k = state.L.shape[1], h * t
+        lw = ws("L2", b, j + k + 1, n)
+        lw[:, :j].copy_(state.L).mul_(state.s_out[:, None, :])
+        lw[:, j : j + k].copy_(probs.view(b, k, n))
+        lw[:, j + k].fill_(1.0)
+        dots = ws("dots", b, j + k + 1, n)
+        self._dots(self.dots1_old, v0, dots[:, :j].view(b, h, t, n))
+        self._dots(self.dots1_new, v1, dots[:, j : j + k].view(b, h, t, n))
+        dots[:, j + k].copy_(self.dots1_const)
+        rows = torch.cat(
+            [
+                _centred(state.R),
+                _centred(self._update_rows(att, v1)),
+                self.const1_c.expand(b, 1, c),
+            ],
+            dim=1,
+        )
+        state = normalised(state, lw, rows, dots, self.sq1, l1.norm4)
+        # ---- final attention
         final = self.tf.final_attn_token_to_image
+        pf = self.proj_final
         if mask_ids is None:
-            return self.tf.norm_final_attn(q + self._t2i(final, q + tokens, keys)), keys
-        rows = [0] + [1 + i for i in mask_ids]
-        qs = q[:, rows]
+            out = self._token_to_image(final, q + tokens, state, pf)
+            return self.tf.norm_final_attn(q + out), state
+        keep = [0] + [1 + i for i in mask_ids]
+        qs = q[:, keep]
         q = q.clone()
-        q[:, rows] = self.tf.norm_final_attn(qs + self._t2i(final, qs + tokens[:, rows], keys))
-        return q, keys
+        out = self._token_to_image(final, qs + tokens[:, keep], state, pf)
+        q[:, keep] = self.tf.norm_final_attn(qs + out)
+        return q, state
 
     def iou(self, tokens_out: torch.Tensor, multimask: bool = True) -> torch.Tensor:
         """IoU predictions Bx3 (multimask) or Bx1 from the transformer's tokens."""
@@ -184,26 +273,76 @@ class FastPointDecoder:
 
     @torch.no_grad()
     def masks(
-        self, tokens_out: torch.Tensor, keys: torch.Tensor, mask_ids: tuple[int, ...] = (1, 2, 3)
+        self,
+        tokens_out: torch.Tensor,
+        state: LowRankTokens,
+        mask_ids: tuple[int, ...] = (1, 2, 3),
+        select: torch.Tensor | None = None,
+        chunk: int = 8,
     ) -> torch.Tensor:
-        """Low-res logits BxMx(4h)x(4w) for the given mask tokens (1..3 = multimask)."""
+        """Low-res logits BxMx(4h)x(4w) for the given mask tokens (1..3 = multimask).
+
+        ``select`` (indices) upscales only those prompts; they are processed ``chunk``
+        at a time so the upscaling's intermediates stay small and reused.
+        """
+        if select is None:
+            select = torch.arange(len(state))
+        parts = [
+            self._masks_chunk(tokens_out[idx], state, idx, mask_ids)
+            for idx in torch.split(select, chunk)
+        ]
+        if not parts:
+            gh, gw = self.grid
+            return torch.empty(0, len(mask_ids), 4 * gh, 4 * gw)
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _masks_chunk(
+        self,
+        tokens_out: torch.Tensor,
+        state: LowRankTokens,
+        idx: torch.Tensor,
+        mask_ids: tuple[int, ...],
+    ) -> torch.Tensor:
         dec = self.dec
-        b, n, c = keys.shape
+        b, n, ws = len(idx), self.n, self.ws
         gh, gw = self.grid
         up = dec.output_upscaling
-        ct1, ln, act1, ct2, act2 = up[0], up[1], up[2], up[3], up[4]
-        c1 = ct1.weight.shape[1]
-        # ConvTranspose2d(k=2, s=2) is a per-pixel linear map to a 2x2 block.
-        w1 = ct1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1)  # C x (di dj o)
-        y = torch.addmm(ct1.bias.repeat(4), keys.reshape(b * n, c), w1).reshape(b * n * 4, c1)
-        y = act1(F.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
-        c2 = ct2.weight.shape[1]
-        w2 = ct2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)  # C1 x (di2 dj2 o2)
-        z = act2(torch.addmm(ct2.bias.repeat(4), y, w2)).reshape(b, n * 16, c2)
+        ln, act1, ct2, act2 = up[1], up[2], up[3], up[4]
+        c1, c2 = ct2.weight.shape[:2]
+        # first transposed convolution, from the factors:
+        # y = s_out * (s_in * Y0 + L^T (R W1)) + y0, with s_out folded into the factors
+        # and the constant y0 added as one more factor row
+        j = state.L.shape[1]
+        lw = ws("up1_factors", b, j + 1, n)
+        torch.index_select(state.L, 0, idx, out=lw[:, :j])
+        scale = None
+        if state.s_out is not None:
+            s_out = state.s_out[idx]
+            lw[:, :j].mul_(s_out[:, None, :])
+            scale = s_out
+        if state.s_in is not None:
+            s_in = state.s_in[idx]
+            scale = s_in if scale is None else scale * s_in
+        lw[:, j].fill_(1.0)
+        rw = torch.cat([state.R[idx] @ self.w1, self.y_const.expand(b, 1, -1)], dim=1)
+        y = torch.bmm(lw.transpose(1, 2), rw, out=ws("up1", b, n, 4 * c1))
+        if scale is None:
+            y.add_(self.y_shared)
+        else:
+            y.addcmul_(scale[..., None], self.y_shared)
+        y = y.view(b * n * 4, c1)
+        yn = ws("up1_norm", b * n * 4, c1)
+        stats = ws("up1_mean", b * n * 4, 1), ws("up1_rstd", b * n * 4, 1)
+        torch.ops.aten.native_layer_norm.out(
+            y, [c1], ln.weight, ln.bias, ln.eps, out0=yn, out1=stats[0], out2=stats[1]
+        )
+        _activation_(act1, yn)
+        z = torch.mm(yn, self.w2, out=ws("up2", b * n * 4, 4 * c2)).add_(self.b2)
+        _activation_(act2, z)
         hyper = torch.stack(
             [dec.output_hypernetworks_mlps[i](tokens_out[:, 1 + i, :]) for i in mask_ids], dim=1
         )  # B x M x C2
-        m = torch.bmm(z, hyper.transpose(1, 2))  # B x (i j di dj di2 dj2) x M
+        m = torch.bmm(z.view(b, n * 16, c2), hyper.transpose(1, 2))  # B x (i j di dj di2 dj2) x M
         m = m.reshape(b, gh, gw, 2, 2, 2, 2, len(mask_ids))
         m = m.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, len(mask_ids), gh * 4, gw * 4)
         return m
