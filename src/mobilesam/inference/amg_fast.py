@@ -128,6 +128,9 @@ def _decode_crop(
     off = gen.stability_score_offset
     out = _Candidates()
     chunk = max(gen.points_per_batch, 64)
+    # Only the part of the low-res grid the resize reads is upscaled (the rest is padding).
+    used = resizer.used_extent()
+    region = (-(-used[0] // 4), -(-used[1] // 4))
     for s in range(0, len(points_all), chunk):
         t0 = time.perf_counter()
         points = points_all[s : s + chunk]
@@ -145,7 +148,7 @@ def _decode_crop(
         if sel.numel() == 0:
             tm["decoder"] += time.perf_counter() - t0
             continue
-        low = fd.masks(tokens, keys, select=sel)
+        low = fd.masks(tokens, keys, select=sel, region=region)
         del keys
         t1 = time.perf_counter()
         tm["decoder"] += t1 - t0

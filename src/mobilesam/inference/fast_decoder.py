@@ -115,6 +115,7 @@ class FastPointDecoder:
         self.w1 = ct1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1)  # C x (di dj o)
         self.y_shared = s2 @ self.w1
         self.y_const = b1 @ self.w1 + ct1.bias.repeat(4)
+        self._y_region: tuple[tuple[int, int] | None, torch.Tensor] = (None, self.y_shared)
         ct2 = self.dec.output_upscaling[3]
         self.w2 = ct2.weight.permute(0, 2, 3, 1).reshape(c1, -1)  # C1 x (di2 dj2 o2)
         self.b2 = ct2.bias.repeat(4)
@@ -278,23 +279,43 @@ class FastPointDecoder:
         state: LowRankTokens,
         mask_ids: tuple[int, ...] = (1, 2, 3),
         select: torch.Tensor | None = None,
+        region: tuple[int, int] | None = None,
         chunk: int = 8,
     ) -> torch.Tensor:
         """Low-res logits BxMx(4h)x(4w) for the given mask tokens (1..3 = multimask).
 
-        ``select`` (indices) upscales only those prompts; they are processed ``chunk``
-        at a time so the upscaling's intermediates stay small and reused.
+        ``select`` (indices) upscales only those prompts, ``chunk`` at a time so the
+        upscaling's intermediates stay small and reused. ``region`` = (rows, cols) of
+        the embedding grid computes only that top-left part (the upscaling is
+        per-pixel); the rest of the output is ``-inf``. The automatic mask generator
+        passes the part its resize reads: the rest maps to the padding that
+        post-processing crops away.
         """
+        gh, gw = self.grid
         if select is None:
             select = torch.arange(len(state))
+        rows, cols = region or (gh, gw)
+        if not (0 < rows <= gh and 0 < cols <= gw):
+            raise ValueError(f"region {region} outside the {gh}x{gw} embedding grid")
         parts = [
-            self._masks_chunk(tokens_out[idx], state, idx, mask_ids)
+            self._masks_chunk(tokens_out[idx], state, idx, mask_ids, rows, cols)
             for idx in torch.split(select, chunk)
         ]
-        if not parts:
+        low = torch.cat(parts) if parts else torch.empty(0, len(mask_ids), 4 * rows, 4 * cols)
+        if (rows, cols) == (gh, gw):
+            return low
+        out = torch.full((low.shape[0], len(mask_ids), 4 * gh, 4 * gw), -torch.inf)
+        out[:, :, : 4 * rows, : 4 * cols] = low
+        return out
+
+    def _shared_region(self, rows: int, cols: int) -> torch.Tensor:
+        """The shared part of the first upscaling convolution on a top-left grid region."""
+        key = (rows, cols)
+        if self._y_region[0] != key:
             gh, gw = self.grid
-            return torch.empty(0, len(mask_ids), 4 * gh, 4 * gw)
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
+            y = self.y_shared.view(gh, gw, -1)[:rows, :cols].reshape(rows * cols, -1)
+            self._y_region = (key, y)
+        return self._y_region[1]
 
     def _masks_chunk(
         self,
@@ -302,34 +323,42 @@ class FastPointDecoder:
         state: LowRankTokens,
         idx: torch.Tensor,
         mask_ids: tuple[int, ...],
+        rows: int,
+        cols: int,
     ) -> torch.Tensor:
         dec = self.dec
-        b, n, ws = len(idx), self.n, self.ws
+        b, n, ws = len(idx), rows * cols, self.ws
         gh, gw = self.grid
         up = dec.output_upscaling
         ln, act1, ct2, act2 = up[1], up[2], up[3], up[4]
         c1, c2 = ct2.weight.shape[:2]
+
+        def pick(x: torch.Tensor) -> torch.Tensor:  # B' x ... x N -> b x ... x region
+            x = x.view(*x.shape[:-1], gh, gw)[..., :rows, :cols]
+            return x[idx].reshape(b, *x.shape[1:-2], n)
+
         # first transposed convolution, from the factors:
         # y = s_out * (s_in * Y0 + L^T (R W1)) + y0, with s_out folded into the factors
         # and the constant y0 added as one more factor row
         j = state.L.shape[1]
         lw = ws("up1_factors", b, j + 1, n)
-        torch.index_select(state.L, 0, idx, out=lw[:, :j])
+        src = state.L.view(len(state), j, gh, gw)[:, :, :rows, :cols]
+        torch.index_select(src, 0, idx, out=lw[:, :j].view(b, j, rows, cols))
         scale = None
         if state.s_out is not None:
-            s_out = state.s_out[idx]
-            lw[:, :j].mul_(s_out[:, None, :])
-            scale = s_out
+            scale = pick(state.s_out)
+            lw[:, :j].mul_(scale[:, None, :])
         if state.s_in is not None:
-            s_in = state.s_in[idx]
+            s_in = pick(state.s_in)
             scale = s_in if scale is None else scale * s_in
         lw[:, j].fill_(1.0)
         rw = torch.cat([state.R[idx] @ self.w1, self.y_const.expand(b, 1, -1)], dim=1)
         y = torch.bmm(lw.transpose(1, 2), rw, out=ws("up1", b, n, 4 * c1))
+        y_shared = self._shared_region(rows, cols)
         if scale is None:
-            y.add_(self.y_shared)
+            y.add_(y_shared)
         else:
-            y.addcmul_(scale[..., None], self.y_shared)
+            y.addcmul_(scale[..., None], y_shared)
         y = y.view(b * n * 4, c1)
         yn = ws("up1_norm", b * n * 4, c1)
         stats = ws("up1_mean", b * n * 4, 1), ws("up1_rstd", b * n * 4, 1)
@@ -343,8 +372,8 @@ class FastPointDecoder:
             [dec.output_hypernetworks_mlps[i](tokens_out[:, 1 + i, :]) for i in mask_ids], dim=1
         )  # B x M x C2
         m = torch.bmm(z.view(b, n * 16, c2), hyper.transpose(1, 2))  # B x (i j di dj di2 dj2) x M
-        m = m.reshape(b, gh, gw, 2, 2, 2, 2, len(mask_ids))
-        m = m.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, len(mask_ids), gh * 4, gw * 4)
+        m = m.reshape(b, rows, cols, 2, 2, 2, 2, len(mask_ids))
+        m = m.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, len(mask_ids), rows * 4, cols * 4)
         return m
 
     def prompt_embeddings(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 __all__ = ["AxisResize", "MaskResizer", "bilinear_matrix", "window_rle"]
 
@@ -77,18 +78,17 @@ class AxisResize:
         """Low-res index range [a, b) used by output blocks [b0, b1)."""
         return self.blocks[b0][2], max(blk[3] for blk in self.blocks[b0:b1])
 
-    def pool(self, x: np.ndarray, axis: int, op: Any) -> np.ndarray:
-        """Max or min of x over each tap class along ``axis`` -> that axis becomes classes."""
-        x = np.moveaxis(x, axis, -1)
-        out = np.empty(x.shape[:-1] + (len(self.class_lo),), dtype=x.dtype)
-        run = x
-        for length in range(1, int(self.class_len.max()) + 1):
-            if length > 1:
-                run = op(run[..., :-1], x[..., length - 1 :])
-            sel = np.flatnonzero(self.class_len == length)
-            if sel.size:
-                out[..., sel] = run[..., self.class_lo[sel]]
-        return np.moveaxis(out, -1, axis)
+    def pool(self, x: torch.Tensor, op: Any) -> torch.Tensor:
+        """Max or min of x over each tap class along axis 0 -> axis 0 becomes classes.
+
+        Axis 0 so that every gather copies whole contiguous slabs.
+        """
+        lo = torch.from_numpy(self.class_lo)
+        last = torch.from_numpy(self.class_lo + self.class_len - 1)
+        out = x.index_select(0, lo)
+        for k in range(1, int(self.class_len.max())):
+            out = op(out, x.index_select(0, torch.minimum(lo + k, last)))
+        return out
 
 
 class MaskResizer:
@@ -98,6 +98,10 @@ class MaskResizer:
                  out_hw: tuple[int, int]) -> None:  # fmt: skip
         self.rows = AxisResize(low_hw[0], padded, input_hw[0], out_hw[0])
         self.cols = AxisResize(low_hw[1], padded, input_hw[1], out_hw[1])
+
+    def used_extent(self) -> tuple[int, int]:
+        """Low-res rows and columns read at all: the rest maps to the cropped padding."""
+        return int(self.rows.hi.max()) + 1, int(self.cols.hi.max()) + 1
 
     def window_logits(self, low: np.ndarray, level: float) -> tuple[int, int, np.ndarray] | None:
         """Full-size logits of a 256x256 mask on the block window where any can exceed level.
@@ -123,16 +127,25 @@ class MaskResizer:
         )
         return self.rows.blocks[rb0][0], self.cols.blocks[cb0][0], out
 
-    def stability_upper_bound(self, low: np.ndarray, threshold: float, offset: float) -> np.ndarray:
+    def stability_upper_bound(
+        self, low: np.ndarray | torch.Tensor, threshold: float, offset: float
+    ) -> np.ndarray:
         """Upper bound of the full-size stability score of each Mx256x256 low-res mask."""
-        hi_rows = self.rows.pool(low, 1, np.maximum)
-        lo_rows = self.rows.pool(low, 1, np.minimum)
-        hi = self.cols.pool(hi_rows, 2, np.maximum) > threshold + offset - _MARGIN
-        lo = self.cols.pool(lo_rows, 2, np.minimum) > threshold - offset + _MARGIN
-        ny = self.rows.class_count.astype(np.float64)
-        nx = self.cols.class_count.astype(np.float64)
-        inter_up = np.einsum("myx,y,x->m", hi, ny, nx)
-        union_lo = np.einsum("myx,y,x->m", lo, ny, nx)
+        rows, cols = self.used_extent()
+        low = torch.as_tensor(low)[:, :rows, :cols]  # the only low-res pixels read
+        by_row = low.permute(1, 2, 0).contiguous()  # rows x cols x M
+        hi_rows = self.rows.pool(by_row, torch.maximum).transpose(0, 1).contiguous()
+        lo_rows = self.rows.pool(by_row, torch.minimum).transpose(0, 1).contiguous()
+        hi = self.cols.pool(hi_rows, torch.maximum) > threshold + offset - _MARGIN
+        lo = self.cols.pool(lo_rows, torch.minimum) > threshold - offset + _MARGIN
+        ny = torch.from_numpy(self.rows.class_count.astype(np.float64))
+        nx = torch.from_numpy(self.cols.class_count.astype(np.float64))
+
+        def count(b: torch.Tensor) -> np.ndarray:  # pixels per mask: sum of class sizes
+            per_row = (nx @ b.double().reshape(len(nx), -1)).reshape(len(ny), -1)
+            return (ny @ per_row).numpy()
+
+        inter_up, union_lo = count(hi), count(lo)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(union_lo > 0, inter_up / np.maximum(union_lo, 1), np.inf)
 
