@@ -241,3 +241,21 @@ def test_window_logits_equal_postprocess_and_bound_holds(out_hw, small_model):
         assert (ref[outside] <= -1.0 + 1e-5).all()
         if torch.isfinite(exact[i]):
             assert bound[i] >= float(exact[i]) - 1e-6
+
+
+@pytest.mark.parametrize("out_hw", [(70, 45), (45, 70), (300, 460)])
+def test_low_res_pixels_past_the_used_extent_do_not_matter(out_hw, small_model):
+    from mobilesam.inference.transforms import get_preprocess_shape
+
+    s = small_model.image_size
+    input_hw = get_preprocess_shape(*out_hw, s)
+    rows, cols = MaskResizer((s // 4, s // 4), s, input_hw, out_hw).used_extent()
+    assert rows < s // 4 or cols < s // 4  # none of these shapes is square
+    low = torch.randn(2, 1, s // 4, s // 4, generator=torch.Generator().manual_seed(1))
+    changed = low.clone()
+    changed[:, :, rows:] = 1e3
+    changed[:, :, :, cols:] = -1e3
+    torch.testing.assert_close(
+        small_model.postprocess_masks(changed, input_hw, out_hw),
+        small_model.postprocess_masks(low, input_hw, out_hw),
+    )

@@ -2,9 +2,10 @@
 
 Differences from the exact path (which follows the reference step by step):
 
-* prompts are decoded by :class:`~.fast_decoder.FastPointDecoder` (no per-prompt
-  copy of the image embedding; masks are upscaled only for prompts whose predicted
-  IoU passes the filter);
+* prompts are decoded by :class:`~.fast_decoder.FastPointDecoder` (per-prompt image
+  tokens in low-rank form, never materialised; masks are upscaled only for prompts
+  whose predicted IoU passes the filter, and only on the part of the grid that the
+  post-processing resize reads);
 * a candidate's full-resolution logits are computed only inside the window where
   they can exceed ``-stability_score_offset``: both bilinear resizes of the
   reference post-processing are convex combinations of low-res logits, so outside

@@ -76,6 +76,8 @@ class FastPointDecoder:
     @torch.no_grad()
     def set_embedding(self, features: torch.Tensor) -> None:
         """Precompute every prompt-independent product for ``features`` (1xCxhxw)."""
+        if features.dtype != self.ws.dtype:
+            self.ws = Scratch(features.dtype)
         pe_mod = self.model.prompt_encoder
         dense = pe_mod.no_mask_embed.weight.reshape(1, -1, 1, 1)
         keys0 = (features + dense).flatten(2)[0].transpose(0, 1).contiguous()  # N x C
@@ -194,6 +196,8 @@ class FastPointDecoder:
         With ``mask_ids`` (e.g. ``(1, 2, 3)`` for multimask output) the final attention
         runs only for the IoU token and those mask tokens, the only ones the outputs
         read; the other rows of the returned tokens are then not final.
+        The image tokens' factors live in this decoder's scratch buffers: they are
+        valid until the next ``transformer`` call (index them to keep a copy).
         """
         if not self.ready:
             raise RuntimeError("call set_embedding first")
@@ -301,10 +305,10 @@ class FastPointDecoder:
             self._masks_chunk(tokens_out[idx], state, idx, mask_ids, rows, cols)
             for idx in torch.split(select, chunk)
         ]
-        low = torch.cat(parts) if parts else torch.empty(0, len(mask_ids), 4 * rows, 4 * cols)
+        low = torch.cat(parts) if parts else self.ws.new_empty(0, len(mask_ids), 4 * rows, 4 * cols)
         if (rows, cols) == (gh, gw):
             return low
-        out = torch.full((low.shape[0], len(mask_ids), 4 * gh, 4 * gw), -torch.inf)
+        out = low.new_full((low.shape[0], len(mask_ids), 4 * gh, 4 * gw), -torch.inf)
         out[:, :, : 4 * rows, : 4 * cols] = low
         return out
 

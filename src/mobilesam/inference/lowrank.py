@@ -30,17 +30,23 @@ import torch
 class Scratch:
     """Named reusable buffers (grown on demand, never shrunk)."""
 
-    def __init__(self) -> None:
-        self._bufs: dict[str, torch.Tensor] = {}
+    def __init__(self, dtype: torch.dtype = torch.float32) -> None:
+        self.dtype = dtype
+        self._bufs: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 
-    def __call__(self, name: str, *shape: int) -> torch.Tensor:
-        """A contiguous float32 tensor of ``shape``; contents are undefined."""
+    def __call__(self, name: str, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A contiguous tensor of ``shape`` (default dtype: the scratch's); contents undefined."""
+        key = (name, dtype or self.dtype)
         n = math.prod(shape)
-        buf = self._bufs.get(name)
+        buf = self._bufs.get(key)
         if buf is None or buf.numel() < n:
-            buf = torch.empty(n)
-            self._bufs[name] = buf
+            buf = torch.empty(n, dtype=key[1])
+            self._bufs[key] = buf
         return buf[:n].view(shape)
+
+    def new_empty(self, *shape: int) -> torch.Tensor:
+        """A fresh (not reused) tensor of the scratch's dtype."""
+        return torch.empty(shape, dtype=self.dtype)
 
 
 @dataclass
@@ -111,7 +117,7 @@ def image_logits(
     b, t, h, _ = qh.shape
     n = shared_t.shape[-1]
     m = torch.einsum("bjhd,bthd->bhtj", rows, qh).reshape(b, h * t, -1)
-    out = shared_product(qh, shared_t, ws("logits", b, h, t, n))
+    out = shared_product(qh, shared_t, ws("logits", b, h, t, n, dtype=qh.dtype))
     if state.s_in is not None:
         out.mul_(state.s_in[:, None, None, :])
     out.view(b, h * t, n).baddbmm_(m, state.L)
@@ -125,7 +131,7 @@ def image_logits(
 
 def softmax(x: torch.Tensor, dim: int, ws: Scratch, name: str = "probs") -> torch.Tensor:
     """Softmax of ``x`` along ``dim`` into a scratch buffer of x's shape."""
-    return torch.ops.aten._softmax.out(x, dim, False, out=ws(name, *x.shape))
+    return torch.ops.aten._softmax.out(x, dim, False, out=ws(name, *x.shape, dtype=x.dtype))
 
 
 def attend(
