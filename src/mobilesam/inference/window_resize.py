@@ -130,24 +130,33 @@ class MaskResizer:
     def stability_upper_bound(
         self, low: np.ndarray | torch.Tensor, threshold: float, offset: float
     ) -> np.ndarray:
-        """Upper bound of the full-size stability score of each Mx256x256 low-res mask."""
+        """Upper bound of the full-size stability score of each Mx256x256 low-res mask.
+
+        A full-size pixel can exceed ``threshold + offset`` only if one of its low-res
+        taps does (intersection bounded above), and exceeds ``threshold - offset`` if
+        all of its taps do (union bounded below). Both are pooled over tap classes
+        as booleans, rows then columns, and counted with the class sizes.
+        """
         rows, cols = self.used_extent()
-        low = torch.as_tensor(low)[:, :rows, :cols]  # the only low-res pixels read
-        by_row = low.permute(1, 2, 0).contiguous()  # rows x cols x M
-        hi_rows = self.rows.pool(by_row, torch.maximum).transpose(0, 1).contiguous()
-        lo_rows = self.rows.pool(by_row, torch.minimum).transpose(0, 1).contiguous()
-        hi = self.cols.pool(hi_rows, torch.maximum) > threshold + offset - _MARGIN
-        lo = self.cols.pool(lo_rows, torch.minimum) > threshold - offset + _MARGIN
-        ny = torch.from_numpy(self.rows.class_count.astype(np.float64))
-        nx = torch.from_numpy(self.cols.class_count.astype(np.float64))
+        by_row = torch.as_tensor(low)[:, :rows, :cols].permute(1, 2, 0)  # rows x cols x M
+        some = (by_row > threshold + offset - _MARGIN).contiguous()
+        every = (by_row > threshold - offset + _MARGIN).contiguous()
 
-        def count(b: torch.Tensor) -> np.ndarray:  # pixels per mask: sum of class sizes
-            per_row = (nx @ b.double().reshape(len(nx), -1)).reshape(len(ny), -1)
-            return (ny @ per_row).numpy()
+        def pooled(b: torch.Tensor, op: Any) -> torch.Tensor:  # -> col classes x row classes x M
+            return self.cols.pool(self.rows.pool(b, op).transpose(0, 1).contiguous(), op)
 
-        inter_up, union_lo = count(hi), count(lo)
+        inter_up = self._count(pooled(some, torch.logical_or))
+        union_lo = self._count(pooled(every, torch.logical_and))
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(union_lo > 0, inter_up / np.maximum(union_lo, 1), np.inf)
+
+    def _count(self, b: torch.Tensor) -> np.ndarray:
+        """Full-size pixels per mask of a (col classes x row classes x M) boolean array."""
+        nx = torch.from_numpy(self.cols.class_count.astype(np.float32))
+        # per row class: at most the output width, exact in float32
+        per_row = (nx @ b.reshape(len(nx), -1).to(torch.float32)).reshape(b.shape[1:])
+        ny = torch.from_numpy(self.rows.class_count.astype(np.float64))
+        return (ny @ per_row.double()).numpy()
 
 
 def window_rle(mask: np.ndarray | None, y0: int, x0: int, size: tuple[int, int]) -> dict:
