@@ -259,3 +259,17 @@ def test_low_res_pixels_past_the_used_extent_do_not_matter(out_hw, small_model):
         small_model.postprocess_masks(changed, input_hw, out_hw),
         small_model.postprocess_masks(low, input_hw, out_hw),
     )
+
+
+def test_extents_are_the_first_and_last_rows_and_columns_reaching_the_level():
+    g = torch.Generator().manual_seed(4)
+    low = torch.randn(4, 32, 24, generator=g) - 2.5
+    low[1] = -10.0  # none
+    low[2, 5, 7] = 3.0  # a single pixel
+    got = MaskResizer.extents(low.numpy(), 0.0)
+    for m in range(4):
+        above = low[m].numpy() > 0.0 - 1e-3
+        ys, xs = np.flatnonzero(above.any(1)), np.flatnonzero(above.any(0))
+        want = [-1] * 4 if ys.size == 0 else [ys[0], ys[-1], xs[0], xs[-1]]
+        assert got[m].tolist() == want
+    assert got[2].tolist() == [5, 5, 7, 7]

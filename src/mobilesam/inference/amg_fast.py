@@ -72,10 +72,10 @@ def _encode_cached(gen: SamAutomaticMaskGenerator, state: FastState, crop: np.nd
 
 
 def _window_candidate(
-    resizer: MaskResizer, low: np.ndarray, thr: float, off: float
+    resizer: MaskResizer, low: np.ndarray, thr: float, off: float, extent: np.ndarray
 ) -> tuple[np.float32, list[int], tuple[int, int, np.ndarray | None]]:
     """Exact stability, box (crop frame, inclusive) and tight mask of one low-res mask."""
-    res = resizer.window_logits(low, thr - off)
+    res = resizer.window_logits(low, thr - off, extent)
     if res is None:
         return np.float32("nan"), [0, 0, 0, 0], (0, 0, None)
     y0, x0, logits = res
@@ -168,8 +168,11 @@ def _decode_crop(
                 ]
             )
             todo = np.flatnonzero(ub >= gen.stability_score_thresh).tolist()
+        extents = np.zeros((len(low_np), 4), dtype=np.int64)
+        if len(todo):
+            extents[todo] = resizer.extents(low_np[todo], thr - off)
         for j in todo:
-            stab, box, window = _window_candidate(resizer, low_np[j], thr, off)
+            stab, box, window = _window_candidate(resizer, low_np[j], thr, off, extents[j])
             if gen.stability_score_thresh > 0.0 and not stab >= gen.stability_score_thresh:
                 continue
             out.iou.append(ious[j])

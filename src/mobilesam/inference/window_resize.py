@@ -103,18 +103,37 @@ class MaskResizer:
         """Low-res rows and columns read at all: the rest maps to the cropped padding."""
         return int(self.rows.hi.max()) + 1, int(self.cols.hi.max()) + 1
 
-    def window_logits(self, low: np.ndarray, level: float) -> tuple[int, int, np.ndarray] | None:
+    @staticmethod
+    def extents(low: np.ndarray | torch.Tensor, level: float) -> np.ndarray:
+        """Mx4 (first row, last row, first col, last col) of low-res pixels that reach
+        ``level``; rows of -1 for masks with none. Batched, for ``window_logits``."""
+        above = torch.as_tensor(low) > level - _MARGIN
+        out = np.full((above.shape[0], 4), -1, dtype=np.int64)
+        for k, axis in ((0, 2), (2, 1)):
+            hit = above.any(axis)  # M x length
+            some = hit.any(1).numpy()
+            hit = hit.to(torch.uint8)
+            first = hit.argmax(1).numpy()
+            last = hit.shape[1] - 1 - hit.flip(1).argmax(1).numpy()
+            out[some, k] = first[some]
+            out[some, k + 1] = last[some]
+        return out
+
+    def window_logits(
+        self, low: np.ndarray, level: float, extent: np.ndarray | None = None
+    ) -> tuple[int, int, np.ndarray] | None:
         """Full-size logits of a 256x256 mask on the block window where any can exceed level.
 
+        ``extent``: this mask's row of :meth:`extents` for ``level``, if already known.
         Returns (y0, x0, logits hxw float32) or None when no pixel can exceed ``level``.
         """
-        above = low > level - _MARGIN
-        ys = np.flatnonzero(above.any(axis=1))
-        if ys.size == 0:
+        if extent is None:
+            extent = self.extents(low[None], level)[0]
+        y_first, y_last, x_first, x_last = (int(v) for v in extent)
+        if y_first < 0:
             return None
-        xs = np.flatnonzero(above.any(axis=0))
-        rb0, rb1 = self.rows.window(int(ys[0]), int(ys[-1]))
-        cb0, cb1 = self.cols.window(int(xs[0]), int(xs[-1]))
+        rb0, rb1 = self.rows.window(y_first, y_last)
+        cb0, cb1 = self.cols.window(x_first, x_last)
         if rb0 >= rb1 or cb0 >= cb1:
             return None
         c_lo, c_hi = self.cols.span(cb0, cb1)
