@@ -265,6 +265,7 @@ def test_extents_are_the_first_and_last_rows_and_columns_reaching_the_level():
     g = torch.Generator().manual_seed(4)
     low = torch.randn(4, 32, 24, generator=g) - 2.5
     low[1] = -10.0  # none
+    low[2] = -10.0
     low[2, 5, 7] = 3.0  # a single pixel
     got = MaskResizer.extents(low.numpy(), 0.0)
     for m in range(4):
