@@ -137,14 +137,15 @@ class MaskResizer:
         if rb0 >= rb1 or cb0 >= cb1:
             return None
         c_lo, c_hi = self.cols.span(cb0, cb1)
-        tmp = np.concatenate(
-            [m @ low[a:b, c_lo:c_hi] for (_, _, a, b, m) in self.rows.blocks[rb0:rb1]], axis=0
-        )
-        out = np.concatenate(
-            [tmp[:, a - c_lo : b - c_lo] @ m.T for (_, _, a, b, m) in self.cols.blocks[cb0:cb1]],
-            axis=1,
-        )
-        return self.rows.blocks[rb0][0], self.cols.blocks[cb0][0], out
+        rblocks, cblocks = self.rows.blocks[rb0:rb1], self.cols.blocks[cb0:cb1]
+        y0, x0 = rblocks[0][0], cblocks[0][0]
+        tmp = np.empty((rblocks[-1][1] - y0, c_hi - c_lo), dtype=np.float32)
+        for s, e, a, b, m in rblocks:
+            np.matmul(m, low[a:b, c_lo:c_hi], out=tmp[s - y0 : e - y0])
+        out = np.empty((len(tmp), cblocks[-1][1] - x0), dtype=np.float32)
+        for s, e, a, b, m in cblocks:
+            np.matmul(tmp[:, a - c_lo : b - c_lo], m.T, out=out[:, s - x0 : e - x0])
+        return y0, x0, out
 
     def stability_upper_bound(
         self, low: np.ndarray | torch.Tensor, threshold: float, offset: float
