@@ -16,13 +16,12 @@ from mobilesam.modeling.transformer import Attention
 B, J, K, N, C, T = 3, 4, 6, 20, 12, 5
 
 
-def _state(g: torch.Generator, with_scales: bool = True) -> tuple[LowRankTokens, torch.Tensor]:
-    s_out = torch.rand(B, N, generator=g, dtype=torch.float64) + 0.5 if with_scales else None
-    s_in = torch.rand(B, N, generator=g, dtype=torch.float64) + 0.5 if with_scales else None
+def _state(g: torch.Generator, with_scale: bool = True) -> tuple[LowRankTokens, torch.Tensor]:
+    scale = torch.rand(B, N, generator=g, dtype=torch.float64) + 0.5 if with_scale else None
     L = torch.rand(B, J, N, generator=g, dtype=torch.float64)
     R = torch.randn(B, J, C, generator=g, dtype=torch.float64)
     shared = torch.randn(N, C, generator=g, dtype=torch.float64)
-    return LowRankTokens(s_out, s_in, L, R), shared
+    return LowRankTokens(scale, L, R), shared
 
 
 def _attention(g: torch.Generator) -> Attention:
@@ -32,8 +31,8 @@ def _attention(g: torch.Generator) -> Attention:
 
 def test_normalised_is_the_layer_norm_of_the_updated_tokens():
     g = torch.Generator().manual_seed(0)
-    for with_scales in (True, False):
-        state, shared = _state(g, with_scales)
+    for with_scale in (True, False):
+        state, shared = _state(g, with_scale)
         const = torch.randn(C, generator=g, dtype=torch.float64)
         weights = torch.rand(B, K, N, generator=g, dtype=torch.float64)
         update = torch.randn(B, K, C, generator=g, dtype=torch.float64)
@@ -47,8 +46,7 @@ def test_normalised_is_the_layer_norm_of_the_updated_tokens():
         def centred(x):
             return x - x.mean(-1, keepdim=True)
 
-        s_out = torch.ones(B, N, dtype=torch.float64) if state.s_out is None else state.s_out
-        lw = torch.cat([state.L * s_out[:, None], weights, torch.ones(B, 1, N).double()], 1)
+        lw = torch.cat([state.L, weights, torch.ones(B, 1, N).double()], 1)
         rows = torch.cat([centred(state.R), centred(update), centred(const).expand(B, 1, C)], 1)
         sc = centred(shared)
         dots = torch.einsum("nc,bjc->bjn", sc, rows)

@@ -225,7 +225,7 @@ class FastPointDecoder:
         dots = ws("dots", b, h * t, n)
         self._dots(self.dots0, v0, dots.view(b, h, t, n))
         rows = _centred(self._update_rows(att, v0))
-        state = normalised(LowRankTokens(None, None, lw, rows), lw, rows, dots, self.sq0, l0.norm4)
+        state = normalised(LowRankTokens(None, lw, rows), lw, rows, dots, self.sq0, l0.norm4)
         # ---- layer 1: per-prompt image tokens, in low-rank form
         qp = q + tokens
         q = l1.norm1(q + l1.self_attn(qp, qp, q))
@@ -242,7 +242,7 @@ class FastPointDecoder:
         v1 = att.v_proj(q).reshape(b, t, h, dh)
         j, k = state.L.shape[1], h * t
         lw = ws("L2", b, j + k + 1, n)
-        lw[:, :j].copy_(state.L).mul_(state.s_out[:, None, :])
+        lw[:, :j].copy_(state.L)
         lw[:, j : j + k].copy_(probs.view(b, k, n))
         lw[:, j + k].fill_(1.0)
         dots = ws("dots", b, j + k + 1, n)
@@ -342,20 +342,13 @@ class FastPointDecoder:
             return x[idx].reshape(b, *x.shape[1:-2], n)
 
         # first transposed convolution, from the factors:
-        # y = s_out * (s_in * Y0 + L^T (R W1)) + y0, with s_out folded into the factors
-        # and the constant y0 added as one more factor row
+        # y = scale * Y0 + L^T (R W1) + y0, the constant y0 added as one more factor row
         j = state.L.shape[1]
         lw = ws("up1_factors", b, j + 1, n)
         src = state.L.view(len(state), j, gh, gw)[:, :, :rows, :cols]
         torch.index_select(src, 0, idx, out=lw[:, :j].view(b, j, rows, cols))
-        scale = None
-        if state.s_out is not None:
-            scale = pick(state.s_out)
-            lw[:, :j].mul_(scale[:, None, :])
-        if state.s_in is not None:
-            s_in = pick(state.s_in)
-            scale = s_in if scale is None else scale * s_in
         lw[:, j].fill_(1.0)
+        scale = None if state.scale is None else pick(state.scale)
         rw = torch.cat([state.R[idx] @ self.w1, self.y_const.expand(b, 1, -1)], dim=1)
         y = torch.bmm(lw.transpose(1, 2), rw, out=ws("up1", b, n, 4 * c1))
         y_shared = self._shared_region(rows, cols)
@@ -375,10 +368,9 @@ class FastPointDecoder:
         hyper = torch.stack(
             [dec.output_hypernetworks_mlps[i](tokens_out[:, 1 + i, :]) for i in mask_ids], dim=1
         )  # B x M x C2
-        m = torch.bmm(z.view(b, n * 16, c2), hyper.transpose(1, 2))  # B x (i j di dj di2 dj2) x M
-        m = m.reshape(b, rows, cols, 2, 2, 2, 2, len(mask_ids))
-        m = m.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, len(mask_ids), rows * 4, cols * 4)
-        return m
+        m = torch.bmm(hyper, z.view(b, n * 16, c2).transpose(1, 2))  # B x M x (i j di dj di2 dj2)
+        m = m.reshape(b, len(mask_ids), rows, cols, 2, 2, 2, 2)
+        return m.permute(0, 1, 2, 4, 6, 3, 5, 7).reshape(b, len(mask_ids), rows * 4, cols * 4)
 
     def prompt_embeddings(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Points BxKx2 (input frame) and labels BxK -> sparse embeddings."""

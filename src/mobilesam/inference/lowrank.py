@@ -4,14 +4,14 @@ In SAM's two-way transformer every prompt changes the 4096 image tokens only thr
 attention outputs: a token-to-pixel weight map times a few token vectors. After a
 LayerNorm the image tokens of prompt ``b`` can therefore be written as
 
-    X[b, n] = s_out[b, n] * (s_in[b, n] * S[n] + sum_j L[b, j, n] * R[b, j]) + c
+    X[b, n] = scale[b, n] * S[n] + sum_j L[b, j, n] * R[b, j] + c
 
-with ``S`` (N x C) and ``c`` shared by all prompts, per-pixel scales ``s_out`` /
-``s_in`` (None stands for ones) and ``J`` per-prompt rows (``J`` ~ 2 x heads x
-tokens, far below N). Attention logits, attention outputs, the next LayerNorm's
-mean and variance and the first upscaling convolution are all computed from this
-form: shared products with ``S`` once per image, per-prompt products against ``J``
-rows instead of ``N x C`` tensors. Only sums are reordered, so results equal the
+with ``S`` (N x C) and ``c`` shared by all prompts, a per-pixel ``scale`` (None
+stands for ones) and ``J`` per-prompt rows (``J`` ~ 2 x heads x tokens, far below
+N). Attention logits, attention outputs, the next LayerNorm's mean and variance
+and the first upscaling convolution are all computed from this form: shared
+products with ``S`` once per image, per-prompt products against ``J`` rows
+instead of ``N x C`` tensors. Only sums are reordered, so results equal the
 reference decoder's up to float32 rounding.
 
 Large intermediates live in a :class:`Scratch` that is reused from call to call:
@@ -53,25 +53,21 @@ class Scratch:
 class LowRankTokens:
     """Per-prompt factors of the image tokens (see the module docstring)."""
 
-    s_out: torch.Tensor | None  # B x N, or None for ones
-    s_in: torch.Tensor | None  # B x N, or None for ones
+    scale: torch.Tensor | None  # B x N, or None for ones
     L: torch.Tensor  # B x J x N
     R: torch.Tensor  # B x J x C
 
     def __getitem__(self, idx: torch.Tensor | slice) -> LowRankTokens:
-        def pick(x: torch.Tensor | None) -> torch.Tensor | None:
-            return None if x is None else x[idx]
-
-        return LowRankTokens(pick(self.s_out), pick(self.s_in), self.L[idx], self.R[idx])
+        scale = None if self.scale is None else self.scale[idx]
+        return LowRankTokens(scale, self.L[idx], self.R[idx])
 
     def __len__(self) -> int:
         return self.L.shape[0]
 
     def dense(self, shared: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
         """The image tokens as a B x N x C tensor (for checks; the decoder never builds it)."""
-        inner = torch.bmm(self.L.transpose(1, 2), self.R)
-        inner = inner + (1.0 if self.s_in is None else self.s_in[..., None]) * shared
-        return (1.0 if self.s_out is None else self.s_out[..., None]) * inner + const
+        out = torch.bmm(self.L.transpose(1, 2), self.R) + const
+        return out + (1.0 if self.scale is None else self.scale[..., None]) * shared
 
 
 def split_heads_t(w: torch.Tensor, heads: int) -> torch.Tensor:
@@ -112,17 +108,15 @@ def image_logits(
     matrix and the constant (+ positional encoding, + bias) after the projection;
     rows: B x J x H x dh, the per-prompt rows after the projection.
     Returns B x H x T x N (a scratch buffer):
-    ``s_out * (s_in * qh.S' + qh.(L^T R')) + qh.offset'``.
+    ``scale * qh.S' + qh.(L^T R') + qh.offset'``.
     """
     b, t, h, _ = qh.shape
     n = shared_t.shape[-1]
     m = torch.einsum("bjhd,bthd->bhtj", rows, qh).reshape(b, h * t, -1)
     out = shared_product(qh, shared_t, ws("logits", b, h, t, n, dtype=qh.dtype))
-    if state.s_in is not None:
-        out.mul_(state.s_in[:, None, None, :])
+    if state.scale is not None:
+        out.mul_(state.scale[:, None, None, :])
     out.view(b, h * t, n).baddbmm_(m, state.L)
-    if state.s_out is not None:
-        out.mul_(state.s_out[:, None, None, :])
     qb = qh.transpose(1, 2).contiguous()
     for i in range(b):
         out[i].baddbmm_(qb[i], offset_t)
@@ -152,12 +146,10 @@ def attend(
     b, h, t, n = weights.shape
     dh = shared.shape[-1]
     w = weights
-    if state.s_out is not None:
-        w.mul_(state.s_out[:, None, None, :])
     low = torch.bmm(w.view(b, h * t, n), state.L.transpose(1, 2)).view(b, h, t, -1)
     out = torch.einsum("bhtj,bjhd->bhtd", low, rows)
-    if state.s_in is not None:
-        w.mul_(state.s_in[:, None, None, :])
+    if state.scale is not None:
+        w.mul_(state.scale[:, None, None, :])
     for i in range(b):
         out[i].baddbmm_(w[i], shared)
     out += const.view(h, 1, dh)
@@ -175,25 +167,25 @@ def normalised(
     """``norm(X)`` as a new low-rank state over ``S_c * norm.weight``, constant ``norm.bias``.
 
     X = ``state`` plus attention updates, centred over channels, is written as
-    ``s_in' * S_c + lw^T rows`` with ``s_in' = state.s_out * state.s_in`` and S_c the
-    centred shared matrix (squared row norms ``shared_sq``, N).
-    lw: B x J' x N (kept as the new state's L); rows: B x J' x C, centred;
+    ``state.scale * S_c + lw^T rows`` with S_c the centred shared matrix (squared
+    row norms ``shared_sq``, N).
+    lw: B x J' x N (scaled in place and kept as the new state's L: old L, the
+    update weights, ones for the constant); rows: B x J' x C, centred;
     dots: B x J' x N, ``S_c[n] . rows[j]`` (overwritten).
     """
     c = rows.shape[-1]
-    s_in = state.s_out
-    if state.s_in is not None:
-        s_in = state.s_in if s_in is None else s_in * state.s_in
+    scale = state.scale
     gram = torch.bmm(rows, rows.transpose(1, 2))  # B x J' x J'
-    # var * C = s_in^2 |S_c|^2 + 2 s_in sum_j lw_j dots_j + lw^T gram lw
-    if s_in is None:
+    # var * C = scale^2 |S_c|^2 + 2 scale sum_j lw_j dots_j + lw^T gram lw
+    if scale is None:
         dots.mul_(2.0)
     else:
-        dots.mul_(s_in[:, None, :] * 2.0)
+        dots.mul_(scale[:, None, :] * 2.0)
     var = dots.baddbmm_(gram, lw).mul_(lw).sum(1)
-    var.add_(shared_sq if s_in is None else shared_sq * s_in.square())
-    s_out = var.div_(c).add_(norm.eps).rsqrt_()
-    return LowRankTokens(s_out, s_in, lw, rows * norm.weight)
+    var.add_(shared_sq if scale is None else shared_sq * scale.square())
+    s = var.div_(c).add_(norm.eps).rsqrt_()
+    lw.mul_(s[:, None, :])
+    return LowRankTokens(s if scale is None else s * scale, lw, rows * norm.weight)
 
 
 __all__ = [
