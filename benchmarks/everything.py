@@ -58,19 +58,26 @@ def parity_checkpoint(tmp: Path) -> Path:
 
 
 def match_masks(exact: list[np.ndarray], fast: list[np.ndarray], min_iou: float) -> dict:
-    """One-to-one greedy matching by IoU (highest first); counts pairs with IoU >= min_iou."""
+    """One-to-one greedy matching by IoU (highest first); counts pairs with IoU >= min_iou.
+
+    IoUs come from pycocotools on RLEs, so hundreds of full-size masks stay cheap.
+    """
+    from pycocotools import mask as mask_utils
+
     n, m = len(exact), len(fast)
     if n == 0 or m == 0:
         return {"exact": n, "fast": m, "matched": 0, "extra": m, "min_iou": None}
-    a = np.stack([e.reshape(-1) for e in exact]).astype(np.float32)
-    b = np.stack([f.reshape(-1) for f in fast]).astype(np.float32)
-    inter = a @ b.T
-    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+    def rles(masks: list[np.ndarray]) -> list[dict]:
+        return [mask_utils.encode(np.asfortranarray(x.astype(np.uint8))) for x in masks]
+
+    iou = np.asarray(mask_utils.iou(rles(exact), rles(fast), [0] * m)).reshape(n, m)
     used_a, used_b, ious = set(), set(), []
-    for flat in np.argsort(-iou, axis=None):
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
         i, j = divmod(int(flat), m)
-        if i in used_a or j in used_b or iou[i, j] < min_iou:
+        if iou[i, j] < min_iou:
+            break
+        if i in used_a or j in used_b:
             continue
         used_a.add(i)
         used_b.add(j)
@@ -114,6 +121,7 @@ def run(args: argparse.Namespace) -> dict:
         "points_per_batch": args.points_per_batch,
         "pred_iou_thresh": args.pred_iou_thresh,
         "stability_score_thresh": args.stability_score_thresh,
+        "box_nms_thresh": args.box_nms_thresh,
     }
     rows = []
     for name, img in images.items():
@@ -225,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points-per-batch", type=int, default=64)
     ap.add_argument("--pred-iou-thresh", type=float, default=0.88)
     ap.add_argument("--stability-score-thresh", type=float, default=0.95)
+    ap.add_argument(
+        "--box-nms-thresh",
+        type=float,
+        default=0.7,
+        help="1.0 keeps nearly every candidate: an agreement check on many masks",
+    )
     ap.add_argument("--min-iou", type=float, default=0.9, help="IoU for a matched mask")
     ap.add_argument(
         "--tune-malloc",
