@@ -60,7 +60,11 @@ def _activation_(act: torch.nn.Module, x: torch.Tensor) -> None:
 
 
 class FastPointDecoder:
-    """Decode B prompts (sparse embeddings, no mask input) against one image embedding."""
+    """Decode B prompts (sparse embeddings, no mask input) against one image embedding.
+
+    Holds reusable scratch buffers, so one instance must not decode from two threads
+    at once (like a predictor, which holds the current image).
+    """
 
     def __init__(self, model: Sam) -> None:
         self.model = model
