@@ -128,7 +128,7 @@ def _decode_crop(
     thr = p.model.mask_threshold
     off = gen.stability_score_offset
     out = _Candidates()
-    chunk = max(gen.points_per_batch, 64)
+    chunk = gen.points_per_batch  # memory knob, as in the reference (scratch grows with it)
     # Only the part of the low-res grid the resize reads is upscaled (the rest is padding).
     used = resizer.used_extent()
     region = (-(-used[0] // 4), -(-used[1] // 4))
