@@ -129,7 +129,8 @@ def _decode_crop(
     off = gen.stability_score_offset
     out = _Candidates()
     chunk = gen.points_per_batch  # memory knob, as in the reference (scratch grows with it)
-    # Only the part of the low-res grid the resize reads is upscaled (the rest is padding).
+    # Only the part of the grid the resize reads is upscaled (the rest is padding);
+    # a grid cell is 4x4 low-res pixels (the decoder's two 2x transposed convolutions).
     used = resizer.used_extent()
     region = (-(-used[0] // 4), -(-used[1] // 4))
     for s in range(0, len(points_all), chunk):
