@@ -50,7 +50,7 @@ def test_normalised_is_the_layer_norm_of_the_updated_tokens():
         rows = torch.cat([centred(state.R), centred(update), centred(const).expand(B, 1, C)], 1)
         sc = centred(shared)
         dots = torch.einsum("nc,bjc->bjn", sc, rows)
-        out = normalised(state, lw, rows, dots, sc.square().sum(-1), norm)
+        out = normalised(state.scale, lw, rows, dots, sc.square().sum(-1), norm)
         got = out.dense(sc * norm.weight, norm.bias).detach()
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
 

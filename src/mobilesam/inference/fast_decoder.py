@@ -99,27 +99,29 @@ class FastPointDecoder:
         k0c = _centred(keys0)
         self.sq0 = k0c.square().sum(-1)
         self.dots0 = self._row_basis(k0c, i2t)
-        # image tokens after layer 0: s1 * (S1 + L^T R) + b0
+        # image tokens after layer 0: scale * S1 + L^T R + b0
         g0, b0 = l0.norm4.weight, l0.norm4.bias
-        s1 = k0c * g0
-        self.proj1_t2i = self._projections(s1, b0, pe, l1.cross_attn_token_to_image)
-        self.proj1_i2t = self._projections(s1, b0, pe, l1.cross_attn_image_to_token, query=True)
+        shared1 = k0c * g0
+        self.proj1_t2i = self._projections(shared1, b0, pe, l1.cross_attn_token_to_image)
+        self.proj1_i2t = self._projections(
+            shared1, b0, pe, l1.cross_attn_image_to_token, query=True
+        )
         # layer 1's norm4
-        s1c = _centred(s1)
-        self.sq1 = s1c.square().sum(-1)
-        self.dots1_old = self._row_basis(_centred(s1c * g0), i2t)
-        self.dots1_new = self._row_basis(s1c, l1.cross_attn_image_to_token)
-        self.dots1_const = s1c @ b0
+        shared1_c = _centred(shared1)
+        self.sq1 = shared1_c.square().sum(-1)
+        self.dots1_old = self._row_basis(_centred(shared1_c * g0), i2t)
+        self.dots1_new = self._row_basis(shared1_c, l1.cross_attn_image_to_token)
+        self.dots1_const = shared1_c @ b0
         self.const1_c = _centred(b0)
-        # image tokens after layer 1: s2 * (s1 * S2 + L^T R) + b1
+        # image tokens after layer 1: scale * S2 + L^T R + b1
         g1, b1 = l1.norm4.weight, l1.norm4.bias
-        s2 = s1c * g1
-        self.proj_final = self._projections(s2, b1, pe, self.tf.final_attn_token_to_image)
+        shared2 = shared1_c * g1
+        self.proj_final = self._projections(shared2, b1, pe, self.tf.final_attn_token_to_image)
         ct1 = self.dec.output_upscaling[0]
         c, c1 = ct1.weight.shape[:2]
         # ConvTranspose2d(k=2, s=2) is a per-pixel linear map to a 2x2 block.
         self.w1 = ct1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1)  # C x (di dj o)
-        self.y_shared = s2 @ self.w1
+        self.y_shared = shared2 @ self.w1
         self.y_const = b1 @ self.w1 + ct1.bias.repeat(4)
         self._y_region: tuple[tuple[int, int] | None, torch.Tensor] = (None, self.y_shared)
         ct2 = self.dec.output_upscaling[3]
@@ -229,7 +231,7 @@ class FastPointDecoder:
         dots = ws("dots", b, h * t, n)
         self._dots(self.dots0, v0, dots.view(b, h, t, n))
         rows = _centred(self._update_rows(att, v0))
-        state = normalised(LowRankTokens(None, lw, rows), lw, rows, dots, self.sq0, l0.norm4)
+        state = normalised(None, lw, rows, dots, self.sq0, l0.norm4)
         # ---- layer 1: per-prompt image tokens, in low-rank form
         qp = q + tokens
         q = l1.norm1(q + l1.self_attn(qp, qp, q))
@@ -261,7 +263,7 @@ class FastPointDecoder:
             ],
             dim=1,
         )
-        state = normalised(state, lw, rows, dots, self.sq1, l1.norm4)
+        state = normalised(state.scale, lw, rows, dots, self.sq1, l1.norm4)
         # ---- final attention
         final = self.tf.final_attn_token_to_image
         pf = self.proj_final

@@ -157,7 +157,7 @@ def attend(
 
 
 def normalised(
-    state: LowRankTokens,
+    scale: torch.Tensor | None,
     lw: torch.Tensor,
     rows: torch.Tensor,
     dots: torch.Tensor,
@@ -166,15 +166,14 @@ def normalised(
 ) -> LowRankTokens:
     """``norm(X)`` as a new low-rank state over ``S_c * norm.weight``, constant ``norm.bias``.
 
-    X = ``state`` plus attention updates, centred over channels, is written as
-    ``state.scale * S_c + lw^T rows`` with S_c the centred shared matrix (squared
-    row norms ``shared_sq``, N).
+    X = the current image tokens plus attention updates, centred over channels, is
+    written as ``scale * S_c + lw^T rows`` (``scale``: the current state's, B x N or
+    None) with S_c the centred shared matrix (squared row norms ``shared_sq``, N).
     lw: B x J' x N (scaled in place and kept as the new state's L: old L, the
     update weights, ones for the constant); rows: B x J' x C, centred;
     dots: B x J' x N, ``S_c[n] . rows[j]`` (overwritten).
     """
     c = rows.shape[-1]
-    scale = state.scale
     gram = torch.bmm(rows, rows.transpose(1, 2))  # B x J' x J'
     # var * C = scale^2 |S_c|^2 + 2 scale sum_j lw_j dots_j + lw^T gram lw
     if scale is None:
