@@ -8,19 +8,16 @@ missing, unexpected or mis-shaped key is reported in one error.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from .build import SamConfig
+from .config import SamConfig
+from .io import atomic_path
 
 CONFIG_KEY = "mobilesam_config"
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
@@ -104,8 +101,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def read_config(path: str | Path) -> SamConfig | None:
     """The model config recorded in a safetensors file we saved, else ``None``."""
-    from .build import SamConfig
-
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
         return None
@@ -163,13 +158,6 @@ def save_checkpoint(model: nn.Module, path: str | Path, config: SamConfig | None
     config = config if config is not None else getattr(model, "config", None)
     meta = {CONFIG_KEY: config.to_json()} if config is not None else {}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..build import SamConfig
+from ..config import SamConfig
 from ..modeling import Sam
 from .data import preprocess_batch, resize_for_model
 from .dist import DistEnv, barrier

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..build import SamConfig, TinyViTConfig, ViTConfig
+from ..config import SamConfig, TinyViTConfig, ViTConfig
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def student_model_config(student: str | TinyViTConfig | ViTConfig, teacher: SamC
     default SAM teacher at 1024 px) it takes that name, so the assembled file
     also loads through ``sam_model_registry[name]``.
     """
-    from ..build import get_config, list_models
+    from ..config import get_config, list_models
 
     if isinstance(student, str):
         spec = get_student(student)

@@ -22,11 +22,36 @@ __all__ = [
     "box_xyxy_to_xywh",
     "calculate_stability_score",
     "coco_encode_rle",
+    "mask_iou",
     "mask_to_rle",
     "nms",
     "remove_small_regions",
     "rle_to_mask",
 ]
+
+
+# ------------------------------------------------------------------------ masks
+def mask_iou(a: Any, b: Any) -> Any:
+    """IoU of binary masks over their last two axes; two empty masks agree perfectly (1.0).
+
+    ``a`` and ``b`` are ``...xHxW`` (bool, or anything that is nonzero inside)
+    numpy arrays or torch tensors of one shape. Returns a float for HxW masks,
+    else an array / tensor of shape ``...`` (float64 for numpy, float32 for torch).
+    """
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"mask shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        at, bt = torch.as_tensor(a).bool().flatten(-2), torch.as_tensor(b).bool().flatten(-2)
+        inter = (at & bt).sum(-1).float()
+        union = (at | bt).sum(-1).float()
+        out = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+        return float(out) if at.ndim == 1 else out
+    an = np.asarray(a, bool).reshape(*np.shape(a)[:-2], -1)
+    bn = np.asarray(b, bool).reshape(*np.shape(b)[:-2], -1)
+    inter = np.logical_and(an, bn).sum(-1, dtype=np.float64)
+    union = np.logical_or(an, bn).sum(-1, dtype=np.float64)
+    out = np.where(union > 0, inter / np.maximum(union, 1.0), 1.0)
+    return float(out) if an.ndim == 1 else out
 
 
 # ------------------------------------------------------------------------ boxes

@@ -1,6 +1,6 @@
 """Small model configs for the shapes world (256 px input, 16x16 embeddings).
 
-Registered in :mod:`mobilesam.build`'s registry when this module is imported:
+Registered in :mod:`mobilesam.config`'s registry when this module is imported:
 
 * ``shapes_teacher``: a 6-block ViT (width 192, 3 heads, windowed attention with
   three global blocks), prompt/decoder width 128, decoder MLP 512, 4 heads.
@@ -13,7 +13,7 @@ scenes are simple and the shipped weights must stay small.
 
 from __future__ import annotations
 
-from ..build import SamConfig, TinyViTConfig, ViTConfig, get_config, list_models, register_config
+from ..config import SamConfig, TinyViTConfig, ViTConfig, get_config, list_models, register_config
 
 IMAGE_SIZE = 256
 _DECODER = dict(
