@@ -70,6 +70,43 @@ class Sam(nn.Module):
             masks, tuple(int(v) for v in original_size), mode="bilinear", align_corners=False
         )
 
+    def decode(
+        self,
+        image_embeddings: torch.Tensor,
+        points: tuple[torch.Tensor, torch.Tensor] | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        input_size: tuple[int, ...] | None = None,
+        original_size: tuple[int, ...] | None = None,
+        return_logits: bool = False,
+        image_pe: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Embedding + prompts -> (masks, IoU predictions, low-res logits): the one decode path.
+
+        image_embeddings: 1xCxhxw (shared by all B prompt sets) or BxCxhxw.
+        points: (BxNx2 XY, BxN labels) and boxes Bx4 XYXY, in the resized input
+        frame; mask_input: Bx1x(4h)x(4w) low-res logits of an earlier call.
+        ``image_pe`` may pass a dense positional encoding computed once per image.
+        Returns masks BxCxHxW at ``original_size`` (bool, or float logits with
+        ``return_logits``; ``None`` when no sizes are given, e.g. in training),
+        IoU BxC and low-res logits BxCx(4h)x(4w), C = 3 if ``multimask_output`` else 1.
+        """
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        low_res, iou = self.mask_decoder(
+            image_embeddings=image_embeddings,
+            image_pe=self.prompt_encoder.get_dense_pe() if image_pe is None else image_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        if input_size is None or original_size is None:
+            return None, iou, low_res
+        masks = self.postprocess_masks(low_res, input_size, original_size)
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return masks, iou, low_res
+
     @torch.no_grad()
     def forward(
         self, batched_input: list[dict[str, Any]], multimask_output: bool
@@ -89,24 +126,14 @@ class Sam(nn.Module):
             points = None
             if "point_coords" in record:
                 points = (record["point_coords"], record["point_labels"])
-            sparse, dense = self.prompt_encoder(
-                points=points, boxes=record.get("boxes"), masks=record.get("mask_inputs")
-            )
-            low_res, iou = self.mask_decoder(
-                image_embeddings=emb.unsqueeze(0),
-                image_pe=self.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
+            masks, iou, low_res = self.decode(
+                emb.unsqueeze(0),
+                points=points,
+                boxes=record.get("boxes"),
+                mask_input=record.get("mask_inputs"),
                 multimask_output=multimask_output,
+                input_size=tuple(record["image"].shape[-2:]),
+                original_size=record["original_size"],
             )
-            masks = self.postprocess_masks(
-                low_res, tuple(record["image"].shape[-2:]), record["original_size"]
-            )
-            outputs.append(
-                {
-                    "masks": masks > self.mask_threshold,
-                    "iou_predictions": iou,
-                    "low_res_logits": low_res,
-                }
-            )
+            outputs.append({"masks": masks, "iou_predictions": iou, "low_res_logits": low_res})
         return outputs
