@@ -35,7 +35,7 @@ _LAZY = {
     "ResizeLongestSide": "mobilesam.inference.transforms",
     "SamAutomaticMaskGenerator": "mobilesam.inference.amg",
     "OnnxPredictor": "mobilesam.runtime",
-    "FastPredictor": "mobilesam.inference.optimize",
+    "FastPredictor": "mobilesam.inference.fast_predictor",
     "evaluate_alignment": "mobilesam.evaluation.alignment",
 }
 

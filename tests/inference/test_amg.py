@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mobilesam import SamAutomaticMaskGenerator
 from mobilesam.inference.amg_options import AmgOptions
-from mobilesam.inference.fast_decoder import check_against_reference
 from mobilesam.inference.masks import rle_to_mask
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,21 +74,6 @@ def test_fast_path_with_crops_small_regions_and_rle(vit_t_model, dog_image):
     exact = SamAutomaticMaskGenerator(vit_t_model, **params).generate(img)
     fast = SamAutomaticMaskGenerator(vit_t_model, fast=True, **params).generate(img)
     _assert_same(exact, fast)
-
-
-def test_fast_decoder_equals_reference_decoder(small_model):
-    g = torch.Generator().manual_seed(0)
-    feats = torch.randn(1, 256, 16, 16, generator=g)
-    coords = torch.rand(5, 1, 2, generator=g, dtype=torch.float64) * 256
-    labels = torch.ones(5, 1, dtype=torch.int)
-    with torch.no_grad():
-        sparse, _ = small_model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-    d_low, d_iou = check_against_reference(small_model, feats, sparse)
-    assert d_low < 1e-4 and d_iou < 1e-5
-    d_low1, _ = check_against_reference(small_model, feats, sparse[:1])  # batch of one
-    assert d_low1 < 1e-4
-    d_low2, d_iou2 = check_against_reference(small_model, feats, sparse, multimask_only=True)
-    assert d_low2 < 1e-4 and d_iou2 < 1e-5
 
 
 def test_records_and_embedding_reuse(small_model, dog_image, monkeypatch):
@@ -164,8 +147,8 @@ def test_explicit_point_grid_is_used(small_model, dog_image):
         stability_score_thresh=0.0,
     ).generate(img)
     h, w = img.shape[:2]
-    for a in anns:
-        assert a["point_coords"] == [[w * 0.5, h * 0.5]]
+    assert anns, "thresholds of 0 keep the one point's masks"
+    assert all(a["point_coords"] == [[w * 0.5, h * 0.5]] for a in anns)
 
 
 def test_options_dataclass_matches_the_signature():

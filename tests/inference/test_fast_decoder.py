@@ -1,4 +1,4 @@
-"""FastPointDecoder: prompt selection and grid regions of the mask upscaling."""
+"""FastPointDecoder: the same function as Sam.decode; prompt selection and grid regions."""
 
 import pytest
 import torch
@@ -54,3 +54,28 @@ def test_decoder_needs_an_embedding(small_model):
     fd = FastPointDecoder(small_model)
     with pytest.raises(RuntimeError, match="set_embedding"):
         fd.transformer(torch.zeros(1, 2, 256))
+
+
+def _fast_vs_contract(model, feats, coords, labels, mask_ids):
+    """Max |difference| of (low-res logits, IoU) between the fast decoder and Sam.decode."""
+    fd = FastPointDecoder(model)
+    fd.set_embedding(feats)
+    with torch.no_grad():
+        tokens, keys = fd.transformer(fd.prompt_embeddings(coords, labels), mask_ids)
+        low = fd.masks(tokens, keys, mask_ids)
+        iou = fd.iou(tokens, multimask=mask_ids != (0,))
+        _, ref_iou, ref_low = model.decode(
+            feats, points=(coords, labels), multimask_output=mask_ids != (0,)
+        )
+    return float((low - ref_low).abs().max()), float((iou - ref_iou).abs().max())
+
+
+@pytest.mark.parametrize("mask_ids", [(1, 2, 3), (0,)], ids=["multimask", "single"])
+@pytest.mark.parametrize("n", [1, 5])
+def test_fast_decoder_implements_the_decode_contract(small_model, n, mask_ids):
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(1, 256, 16, 16, generator=g)
+    coords = torch.rand(n, 2, 2, generator=g, dtype=torch.float64) * 256
+    labels = torch.tensor([[1, 0]] * n, dtype=torch.int)
+    d_low, d_iou = _fast_vs_contract(small_model, feats, coords, labels, mask_ids)
+    assert d_low < 1e-4 and d_iou < 1e-5

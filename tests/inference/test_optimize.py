@@ -8,13 +8,10 @@ import torch
 from torch import nn
 
 from mobilesam import SamPredictor
-from mobilesam.inference.optimize import (
-    EmbeddingCache,
-    FastPredictor,
-    OptimizeConfig,
-    fold_conv_bn,
-    optimize_model,
-)
+from mobilesam.inference.fast_predictor import FastPredictor
+from mobilesam.inference.fold import fold_conv_bn
+from mobilesam.inference.fused_attention import FusedDecoderAttention, FusedTinyViTAttention
+from mobilesam.inference.optimize import OptimizeConfig, optimize_model
 from mobilesam.modeling import tiny_vit as tv
 from mobilesam.modeling import transformer as tr
 
@@ -42,6 +39,11 @@ def test_original_model_is_left_alone(small_model):
         type(m) is tr.Attention for m in small_model.modules() if isinstance(m, tr.Attention)
     )
     assert all(p.requires_grad for p in small_model.parameters())
+    assert any(isinstance(m, FusedDecoderAttention) for m in fast.modules())
+    assert any(isinstance(m, FusedTinyViTAttention) for m in fast.modules())
+    # The wrappers share the original weights of the copy (no second copy of them).
+    wrapped = next(m for m in fast.modules() if isinstance(m, FusedDecoderAttention))
+    assert wrapped.attn.q_proj.weight.data_ptr() in {p.data_ptr() for p in fast.parameters()}
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +120,3 @@ def test_fast_predictor_cache(small_model):
     np.testing.assert_allclose(
         fast.predict(box=[10, 10, 90, 80])[2], exact.predict(box=[10, 10, 90, 80])[2], atol=1e-4
     )
-
-
-def test_embedding_cache_is_lru():
-    cache = EmbeddingCache(max_items=2)
-    for key in "abc":
-        cache.put(key, (torch.zeros(1), (1, 1), (1, 1)))
-    assert len(cache) == 2 and cache.get("a") is None and cache.get("c") is not None

@@ -47,6 +47,10 @@ class EncoderOnnxModel(nn.Module):
 class DecoderOnnxModel(nn.Module):
     """Prompt encoder + mask decoder + mask post-processing with SAM's ONNX signature.
 
+    The prompts are embedded with traceable arithmetic for SAM's ONNX label
+    convention (-1 padding, 2/3 box corners, ``has_mask_input``), then decoded by
+    :meth:`Sam.decode_embedded`, as in every other path.
+
     ``return_single_mask=False`` (SAM's export default) returns all mask tokens
     (token 0 is the single-mask output, 1..3 the multimask outputs);
     ``True`` picks one mask per prompt set the way SAM's ONNX model does
@@ -109,12 +113,10 @@ class DecoderOnnxModel(nn.Module):
         n = sparse.shape[0]
         # Expanding here (not inside predict_masks) keeps the batch size symbolic.
         emb = image_embeddings.expand(n, -1, -1, -1)
-        low_res, iou = self.mask_decoder.predict_masks(
-            image_embeddings=emb,
-            image_pe=self.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-        )
+        # The decode path every predictor uses, from the prompt embeddings on; called
+        # unbound because this graph holds only the two modules it reads (holding the
+        # whole Sam would put the image encoder's weights into the decoder graph).
+        low_res, iou = Sam.decode_embedded(self, emb, sparse, dense)  # type: ignore[arg-type]
         if self.return_single_mask:
             low_res, iou = self._select_single(low_res, iou, point_coords.shape[1])
         s = self.img_size

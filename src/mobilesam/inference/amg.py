@@ -1,9 +1,10 @@
 """SamAutomaticMaskGenerator: masks for everything in an image, from a grid of point prompts.
 
-Drop-in for segment-anything's generator (same arguments, same output records).
-``fast=True`` selects a path that returns the same masks with far less work
-(see :mod:`mobilesam.inference.amg_fast`); the default is the exact path, which
-follows the reference implementation step by step.
+Drop-in for segment-anything's generator (same arguments, same output records;
+the defaults come from :class:`~.amg_options.AmgOptions`, the one statement of
+them). ``fast=True`` selects a path that returns the same masks with far less
+work (:class:`~.amg_fast.FastCropProcessor`, which the generator owns); the
+default is the exact path, which follows the reference implementation step by step.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 
 from ..modeling import Sam
+from .amg_fast import CropFilters, FastCropProcessor
+from .amg_options import AmgOptions
 from .grids import (
     batch_iterator,
     build_all_layer_point_grids,
@@ -26,6 +29,7 @@ from .grids import (
     uncrop_points,
 )
 from .masks import (
+    MaskRecords,
     area_from_rle,
     batched_mask_to_box,
     batched_nms,
@@ -41,53 +45,7 @@ from .predictor import SamPredictor
 from .validation import as_rgb_uint8
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-
-
-class MaskRecords:
-    """Column store of candidate masks: equal-length tensors or lists, filtered together.
-
-    Columns: ``rles`` (list), ``boxes`` Nx4 XYXY (inclusive max, original frame
-    once uncropped), ``iou_preds`` N, ``stability_score`` N, ``points`` Nx2 XY,
-    ``crop_boxes`` Nx4 XYXY.
-    """
-
-    def __init__(self, **columns: Any) -> None:
-        self.columns: dict[str, Any] = dict(columns)
-
-    def __len__(self) -> int:
-        return len(next(iter(self.columns.values()))) if self.columns else 0
-
-    def __getitem__(self, key: str) -> Any:
-        return self.columns[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.columns[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.columns[key]
-
-    def filter(self, keep: torch.Tensor) -> None:
-        """Keep rows by a bool mask or an index tensor (in that order)."""
-        idx = torch.nonzero(keep).flatten() if keep.dtype == torch.bool else keep
-        idx_list = idx.tolist()
-        for k, v in self.columns.items():
-            if isinstance(v, torch.Tensor):
-                self.columns[k] = v[idx.to(v.device)]
-            elif isinstance(v, np.ndarray):
-                self.columns[k] = v[np.asarray(idx_list, dtype=np.int64)]
-            else:
-                self.columns[k] = [v[i] for i in idx_list]
-
-    def cat(self, other: MaskRecords) -> None:
-        """Append another record set with the same columns."""
-        if not self.columns:
-            self.columns = dict(other.columns)
-            return
-        for k, v in other.columns.items():
-            if isinstance(v, torch.Tensor):
-                self.columns[k] = torch.cat([self.columns[k], v], dim=0)
-            else:
-                self.columns[k] = list(self.columns[k]) + list(v)
+_D = AmgOptions()
 
 
 class SamAutomaticMaskGenerator:
@@ -105,18 +63,18 @@ class SamAutomaticMaskGenerator:
     def __init__(
         self,
         model: Sam,
-        points_per_side: int | None = 32,
-        points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        stability_score_offset: float = 1.0,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: int = 0,
-        crop_nms_thresh: float = 0.7,
-        crop_overlap_ratio: float = 512 / 1500,
-        crop_n_points_downscale_factor: int = 1,
+        points_per_side: int | None = _D.points_per_side,
+        points_per_batch: int = _D.points_per_batch,
+        pred_iou_thresh: float = _D.pred_iou_thresh,
+        stability_score_thresh: float = _D.stability_score_thresh,
+        stability_score_offset: float = _D.stability_score_offset,
+        box_nms_thresh: float = _D.box_nms_thresh,
+        crop_n_layers: int = _D.crop_n_layers,
+        crop_nms_thresh: float = _D.crop_nms_thresh,
+        crop_overlap_ratio: float = _D.crop_overlap_ratio,
+        crop_n_points_downscale_factor: int = _D.crop_n_points_downscale_factor,
         point_grids: list[np.ndarray] | None = None,
-        min_mask_region_area: int = 0,
+        min_mask_region_area: int = _D.min_mask_region_area,
         output_mode: str = "binary_mask",
         *,
         fast: bool = False,
@@ -163,7 +121,7 @@ class SamAutomaticMaskGenerator:
         self.output_mode = output_mode
         self.fast = bool(fast)
         self.timings: dict[str, float] = defaultdict(float)
-        self._fast_state: Any = None
+        self._fast: FastCropProcessor | None = None
 
     # ------------------------------------------------------------------ public
     @torch.no_grad()
@@ -225,9 +183,14 @@ class SamAutomaticMaskGenerator:
         data = MaskRecords()
         for crop_box, layer_idx in zip(crop_boxes, layer_idxs):
             if self.fast:
-                from .amg_fast import process_crop_fast
-
-                crop_data = process_crop_fast(self, image, crop_box, layer_idx, orig_size)
+                crop_data = self._fast_processor().process_crop(
+                    image,
+                    crop_box,
+                    orig_size,
+                    self.point_grids[layer_idx],
+                    self._crop_filters(),
+                    self.timings,
+                )
             else:
                 crop_data = self._process_crop(image, crop_box, layer_idx, orig_size)
             data.cat(crop_data)
@@ -244,6 +207,20 @@ class SamAutomaticMaskGenerator:
             data.filter(keep)
             self.timings["postprocess"] += time.perf_counter() - t0
         return data
+
+    def _fast_processor(self) -> FastCropProcessor:
+        if self._fast is None:
+            self._fast = FastCropProcessor(self.predictor)
+        return self._fast
+
+    def _crop_filters(self) -> CropFilters:
+        return CropFilters(
+            points_per_batch=self.points_per_batch,
+            pred_iou_thresh=self.pred_iou_thresh,
+            stability_score_thresh=self.stability_score_thresh,
+            stability_score_offset=self.stability_score_offset,
+            box_nms_thresh=self.box_nms_thresh,
+        )
 
     def _set_crop(self, image: np.ndarray, crop_box: list[int]) -> tuple[int, int]:
         x0, y0, x1, y1 = crop_box

@@ -1,7 +1,8 @@
-"""The automatic mask generator's numeric options as a dataclass (no torch import).
+"""The automatic mask generator's options and defaults, stated once (no torch import).
 
-Used to derive command-line flags; the defaults equal
-``SamAutomaticMaskGenerator``'s (a test keeps them in step).
+``SamAutomaticMaskGenerator`` takes its keyword defaults from here, the
+``everything`` command builds its flags from :func:`option_fields`, and the web
+service derives its request schema from the same dataclass.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import math
 import torch
 
 from ..modeling import Sam
+from .fused_attention import FusedDecoderAttention
 from .lowrank import (
     LowRankTokens,
     Scratch,
@@ -38,6 +39,11 @@ from .lowrank import (
     split_heads,
     split_heads_t,
 )
+
+
+def _plain(attn: torch.nn.Module) -> torch.nn.Module:
+    """The attention module whose weights the low-rank steps read (unwraps the SDPA form)."""
+    return attn.attn if isinstance(attn, FusedDecoderAttention) else attn
 
 
 def _heads(attn: torch.nn.Module) -> tuple[int, int]:
@@ -91,7 +97,7 @@ class FastPointDecoder:
         l0, l1 = self.tf.layers
         # layer 0 attends to the shared image tokens directly
         kpe = keys0 + pe
-        t2i, i2t = l0.cross_attn_token_to_image, l0.cross_attn_image_to_token
+        t2i, i2t = _plain(l0.cross_attn_token_to_image), _plain(l0.cross_attn_image_to_token)
         self.l0_k = split_heads_t(t2i.k_proj(kpe), t2i.num_heads)
         self.l0_v = split_heads(t2i.v_proj(keys0), t2i.num_heads)
         self.l0_q = split_heads_t(i2t.q_proj(kpe), i2t.num_heads)
@@ -102,21 +108,23 @@ class FastPointDecoder:
         # image tokens after layer 0: scale * S1 + L^T R + b0
         g0, b0 = l0.norm4.weight, l0.norm4.bias
         shared1 = k0c * g0
-        self.proj1_t2i = self._projections(shared1, b0, pe, l1.cross_attn_token_to_image)
+        self.proj1_t2i = self._projections(shared1, b0, pe, _plain(l1.cross_attn_token_to_image))
         self.proj1_i2t = self._projections(
-            shared1, b0, pe, l1.cross_attn_image_to_token, query=True
+            shared1, b0, pe, _plain(l1.cross_attn_image_to_token), query=True
         )
         # layer 1's norm4
         shared1_c = _centred(shared1)
         self.sq1 = shared1_c.square().sum(-1)
         self.dots1_old = self._row_basis(_centred(shared1_c * g0), i2t)
-        self.dots1_new = self._row_basis(shared1_c, l1.cross_attn_image_to_token)
+        self.dots1_new = self._row_basis(shared1_c, _plain(l1.cross_attn_image_to_token))
         self.dots1_const = shared1_c @ b0
         self.const1_c = _centred(b0)
         # image tokens after layer 1: scale * S2 + L^T R + b1
         g1, b1 = l1.norm4.weight, l1.norm4.bias
         shared2 = shared1_c * g1
-        self.proj_final = self._projections(shared2, b1, pe, self.tf.final_attn_token_to_image)
+        self.proj_final = self._projections(
+            shared2, b1, pe, _plain(self.tf.final_attn_token_to_image)
+        )
         ct1 = self.dec.output_upscaling[0]
         c, c1 = ct1.weight.shape[:2]
         # ConvTranspose2d(k=2, s=2) is a per-pixel linear map to a 2x2 block.
@@ -213,7 +221,7 @@ class FastPointDecoder:
         l0, l1 = self.tf.layers
         # ---- layer 0: image tokens are shared by all prompts
         q = l0.norm1(l0.self_attn(tokens, tokens, tokens))
-        att = l0.cross_attn_token_to_image
+        att = _plain(l0.cross_attn_token_to_image)
         h, dh = _heads(att)
         qq = att.q_proj(q + tokens).reshape(b * t, h, dh).transpose(0, 1) / math.sqrt(dh)
         logits = torch.bmm(qq, self.l0_k, out=ws("logits", h, b * t, n))
@@ -221,7 +229,7 @@ class FastPointDecoder:
         o = torch.bmm(a, self.l0_v).transpose(0, 1).reshape(b, t, h * dh)
         q = l0.norm2(q + att.out_proj(o))
         q = l0.norm3(q + l0.mlp(q))
-        att = l0.cross_attn_image_to_token
+        att = _plain(l0.cross_attn_image_to_token)
         h, dh = _heads(att)
         kt = att.k_proj(q + tokens).reshape(b, t, h, dh) / math.sqrt(dh)
         logits = shared_product(kt, self.l0_q, ws("logits", b, h, t, n))
@@ -235,10 +243,10 @@ class FastPointDecoder:
         # ---- layer 1: per-prompt image tokens, in low-rank form
         qp = q + tokens
         q = l1.norm1(q + l1.self_attn(qp, qp, q))
-        att = l1.cross_attn_token_to_image
+        att = _plain(l1.cross_attn_token_to_image)
         q = l1.norm2(q + self._token_to_image(att, q + tokens, state, self.proj1_t2i))
         q = l1.norm3(q + l1.mlp(q))
-        att = l1.cross_attn_image_to_token
+        att = _plain(l1.cross_attn_image_to_token)
         h, dh = _heads(att)
         kt = att.k_proj(q + tokens).reshape(b, t, h, dh) / math.sqrt(dh)
         p = self.proj1_i2t
@@ -265,7 +273,7 @@ class FastPointDecoder:
         )
         state = normalised(state.scale, lw, rows, dots, self.sq1, l1.norm4)
         # ---- final attention
-        final = self.tf.final_attn_token_to_image
+        final = _plain(self.tf.final_attn_token_to_image)
         pf = self.proj_final
         if mask_ids is None:
             out = self._token_to_image(final, q + tokens, state, pf)
@@ -384,20 +392,4 @@ class FastPointDecoder:
         return sparse
 
 
-def check_against_reference(
-    model: Sam, features: torch.Tensor, sparse: torch.Tensor, multimask_only: bool = False
-) -> tuple[float, float]:
-    """Max |difference| of (low-res logits, IoU) between this decoder and the model's."""
-    fd = FastPointDecoder(model)
-    fd.set_embedding(features)
-    with torch.no_grad():
-        tok, keys = fd.transformer(sparse, (1, 2, 3) if multimask_only else None)
-        low = fd.masks(tok, keys)
-        iou = fd.iou(tok)
-        pe = model.prompt_encoder
-        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(sparse.shape[0], -1, *fd.grid)
-        ref_low, ref_iou = model.mask_decoder(features, pe.get_dense_pe(), sparse, dense, True)
-    return float((low - ref_low).abs().max()), float((iou - ref_iou).abs().max())
-
-
-__all__ = ["FastPointDecoder", "check_against_reference"]
+__all__ = ["FastPointDecoder"]

@@ -21,6 +21,7 @@ __all__ = [
     "box_iou_matrix",
     "box_xyxy_to_xywh",
     "calculate_stability_score",
+    "MaskRecords",
     "coco_encode_rle",
     "mask_iou",
     "mask_to_rle",
@@ -246,3 +247,51 @@ def remove_small_regions(
         if not fill:  # every island is small: keep the largest
             fill = [int(np.argmax(sizes)) + 1]
     return np.isin(regions, fill), True
+
+
+# ---------------------------------------------------------------------- records
+class MaskRecords:
+    """Column store of candidate masks: equal-length tensors or lists, filtered together.
+
+    Columns: ``rles`` (list), ``boxes`` Nx4 XYXY (inclusive max, original frame
+    once uncropped), ``iou_preds`` N, ``stability_score`` N, ``points`` Nx2 XY,
+    ``crop_boxes`` Nx4 XYXY.
+    """
+
+    def __init__(self, **columns: Any) -> None:
+        self.columns: dict[str, Any] = dict(columns)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def __getitem__(self, key: str) -> Any:
+        return self.columns[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.columns[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.columns[key]
+
+    def filter(self, keep: torch.Tensor) -> None:
+        """Keep rows by a bool mask or an index tensor (in that order)."""
+        idx = torch.nonzero(keep).flatten() if keep.dtype == torch.bool else keep
+        idx_list = idx.tolist()
+        for k, v in self.columns.items():
+            if isinstance(v, torch.Tensor):
+                self.columns[k] = v[idx.to(v.device)]
+            elif isinstance(v, np.ndarray):
+                self.columns[k] = v[np.asarray(idx_list, dtype=np.int64)]
+            else:
+                self.columns[k] = [v[i] for i in idx_list]
+
+    def cat(self, other: MaskRecords) -> None:
+        """Append another record set with the same columns."""
+        if not self.columns:
+            self.columns = dict(other.columns)
+            return
+        for k, v in other.columns.items():
+            if isinstance(v, torch.Tensor):
+                self.columns[k] = torch.cat([self.columns[k], v], dim=0)
+            else:
+                self.columns[k] = list(self.columns[k]) + list(v)

@@ -76,7 +76,7 @@ class Sam(nn.Module):
         points: tuple[torch.Tensor, torch.Tensor] | None = None,
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
-        multimask_output: bool = True,
+        multimask_output: bool | None = True,
         input_size: tuple[int, ...] | None = None,
         original_size: tuple[int, ...] | None = None,
         return_logits: bool = False,
@@ -90,22 +90,36 @@ class Sam(nn.Module):
         ``image_pe`` may pass a dense positional encoding computed once per image.
         Returns masks BxCxHxW at ``original_size`` (bool, or float logits with
         ``return_logits``; ``None`` when no sizes are given, e.g. in training),
-        IoU BxC and low-res logits BxCx(4h)x(4w), C = 3 if ``multimask_output`` else 1.
+        IoU BxC and low-res logits BxCx(4h)x(4w), C = 3 if ``multimask_output`` else 1
+        (all 4 mask tokens with ``multimask_output=None``).
         """
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res, iou = self.mask_decoder(
-            image_embeddings=image_embeddings,
-            image_pe=self.prompt_encoder.get_dense_pe() if image_pe is None else image_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )
+        low_res, iou = self.decode_embedded(image_embeddings, sparse, dense, image_pe)
+        if multimask_output is not None:
+            sel = slice(1, None) if multimask_output else slice(0, 1)
+            low_res, iou = low_res[:, sel], iou[:, sel]
         if input_size is None or original_size is None:
             return None, iou, low_res
         masks = self.postprocess_masks(low_res, input_size, original_size)
         if not return_logits:
             masks = masks > self.mask_threshold
         return masks, iou, low_res
+
+    def decode_embedded(
+        self,
+        image_embeddings: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        image_pe: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask decoder on embedded prompts: all tokens' low-res logits and IoU.
+
+        ``sparse`` BxKxC / ``dense`` BxCxhxw prompt embeddings (from the prompt
+        encoder, or from a graph's own traceable prompt embedding, as in export).
+        """
+        if image_pe is None:
+            image_pe = self.prompt_encoder.get_dense_pe()
+        return self.mask_decoder.predict_masks(image_embeddings, image_pe, sparse, dense)
 
     @torch.no_grad()
     def forward(

@@ -64,15 +64,11 @@ def decode(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Nx(3|1)x4Gx4G low-res logits and Nx(3|1) IoU predictions for N prompt sets.
 
-    ``embeddings`` is NxCxGxG (one row per prompt set).
+    ``embeddings`` is NxCxGxG (one row per prompt set). :meth:`Sam.decode` with
+    gradients, no post-processing (the losses work on low-res logits).
     """
-    sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-    low, iou = model.mask_decoder(
-        image_embeddings=embeddings,
-        image_pe=model.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense,
-        multimask_output=multimask,
+    _, iou, low = model.decode(
+        embeddings, points=points, boxes=boxes, mask_input=mask_input, multimask_output=multimask
     )
     return low, iou
 
