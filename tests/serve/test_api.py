@@ -119,6 +119,9 @@ def test_unknown_route_and_method_are_json(client):
 
 # ---------------------------------------------------------------------- uploads
 def test_upload_is_cached_by_content(client, image, image_id):
+    from mobilesam.inference.cache import image_digest
+
+    assert image_id == image_digest(image)
     r = client.post("/api/images", content=_png(image), headers={"content-type": "image/png"})
     assert r.status_code == 201
     info = r.json()

@@ -12,7 +12,6 @@ from typing import Any
 _LAZY = {
     "create_app": "mobilesam.serve.app",
     "SegmentationService": "mobilesam.serve.service",
-    "EmbeddingCache": "mobilesam.serve.cache",
     "ServeLimits": "mobilesam.serve.limits",
     "ServeError": "mobilesam.serve.errors",
 }

@@ -185,12 +185,12 @@ def create_app(
 
     # ---------------------------------------------------------------- images
     def image_info(entry: Any, cached: bool) -> dict[str, Any]:
-        h, w = entry.original_size
+        h, w = entry.embedding.original_size
         return {
             "image_id": entry.image_id,
             "width": w,
             "height": h,
-            "input_size": entry.input_size,
+            "input_size": entry.embedding.input_size,
             "cached": cached,
             "encode_ms": round(entry.encode_ms, 2),
         }
@@ -295,8 +295,8 @@ def create_app(
         headers = {
             "X-Embedding-Shape": ",".join(map(str, arr.shape)),
             "X-Embedding-Dtype": dtype,
-            "X-Original-Size": ",".join(map(str, entry.original_size)),
-            "X-Input-Size": ",".join(map(str, entry.input_size)),
+            "X-Original-Size": ",".join(map(str, entry.embedding.original_size)),
+            "X-Input-Size": ",".join(map(str, entry.embedding.input_size)),
             "X-Model-Image-Size": str(service.model.image_size),
             "Content-Disposition": f'attachment; filename="{image_id}.{format}"',
         }
@@ -337,7 +337,7 @@ def create_app(
             if "rle" in req.formats:
                 rec["rle"] = mask_to_rle(mask)
             masks.append(rec)
-        h, w = entry.original_size
+        h, w = entry.embedding.original_size
         out: dict[str, Any] = {
             "image_id": image_id,
             "width": w,
@@ -363,7 +363,7 @@ def create_app(
         t0 = time.perf_counter()
         opts = (req or EverythingRequest()).model_dump()
         records = service.everything(image_id, **opts)
-        h, w = service.get(image_id).original_size
+        h, w = service.get(image_id).embedding.original_size
         return {
             "image_id": image_id,
             "width": w,

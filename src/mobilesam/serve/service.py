@@ -11,13 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cache import CachedImage, EmbeddingCache, content_id
-from .codec import decode_image
+from ..inference.cache import EmbeddingCache, ImageEmbedding, image_digest
+from .codec import decode_upload
 from .errors import ServeError
 from .limits import ServeLimits
 
@@ -32,6 +32,27 @@ EVERYTHING_DEFAULTS: dict[str, float | int] = {
     "box_nms_thresh": 0.7,
     "min_mask_region_area": 0,
 }
+
+
+@dataclass
+class CachedImage:
+    """One uploaded image as the service keeps it (the value of its embedding cache).
+
+    image: HxWx3 uint8 RGB, kept for segment-everything. embedding: its
+    1xCxhxw features (on the model's device) and (H, W) sizes. encode_ms: what
+    encoding took. everything: segment-everything results by their options.
+    """
+
+    image_id: str
+    image: np.ndarray
+    embedding: ImageEmbedding
+    encode_ms: float
+    everything: dict[tuple, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Pixels plus embedding: what the cache's byte budget counts."""
+        return int(self.image.nbytes) + self.embedding.nbytes
 
 
 @dataclass
@@ -59,7 +80,7 @@ class SegmentationService:
         weights: str = "checkpoint",
     ) -> None:
         self.limits = limits or ServeLimits()
-        self.cache = EmbeddingCache(self.limits.cache_bytes)
+        self.cache: EmbeddingCache[CachedImage] = EmbeddingCache(self.limits.cache_bytes)
         self.model_name = model_name
         self.weights = weights
         self._model_or_factory = model
@@ -111,12 +132,12 @@ class SegmentationService:
     # ----------------------------------------------------------------- images
     def add_image(self, data: bytes) -> tuple[CachedImage, bool]:
         """Decode an uploaded file and cache its embedding; returns (entry, was_cached)."""
-        rgb = decode_image(data, self.limits.max_pixels)
+        rgb = decode_upload(data, self.limits.max_pixels)
         return self.add_array(rgb)
 
     def add_array(self, rgb: np.ndarray) -> tuple[CachedImage, bool]:
         """Cache the embedding of an HxWx3 uint8 RGB image; returns (entry, was_cached)."""
-        image_id = content_id(rgb)
+        image_id = image_digest(rgb)
         entry = self.cache.get(image_id)
         if entry is not None:
             return entry, True
@@ -127,16 +148,17 @@ class SegmentationService:
                 return entry, True
             t0 = time.perf_counter()
             predictor.set_image(rgb)
-            entry = CachedImage(
-                image_id=image_id,
-                image=rgb,
+            embedding = ImageEmbedding(
                 features=predictor.features,
                 original_size=tuple(predictor.original_size),
                 input_size=tuple(predictor.input_size),
-                encode_ms=(time.perf_counter() - t0) * 1000.0,
             )
+            encode_ms = (time.perf_counter() - t0) * 1000.0
             predictor.reset_image()
-        return self.cache.put(entry), False
+            # Stored before the lock is released, so a thread waiting with the same image
+            # finds it instead of encoding it again.
+            entry = self.cache.put(image_id, CachedImage(image_id, rgb, embedding, encode_ms))
+        return entry, False
 
     def get(self, image_id: str) -> CachedImage:
         """The cached image, or ``ServeError`` 404."""
@@ -159,7 +181,7 @@ class SegmentationService:
         if dtype not in ("float32", "float16"):
             raise ServeError(400, "bad_dtype", f"dtype must be float32 or float16, got {dtype!r}")
         entry = self.get(image_id)
-        return entry.features.detach().cpu().numpy().astype(dtype)
+        return entry.embedding.features.detach().cpu().numpy().astype(dtype)
 
     # ---------------------------------------------------------------- prompts
     def _ensure_predictor(self) -> Any:
@@ -178,7 +200,7 @@ class SegmentationService:
         points: Nx2 XY pixels of the original image; labels: N of 1 (object) or
         0 (background); box: XYXY pixels. Coordinates must lie within the image.
         """
-        h, w = entry.original_size
+        h, w = entry.embedding.original_size
         if not points and box is None:
             raise ServeError(400, "bad_prompt", "give at least one point or a box")
         coords = lab = bx = None
@@ -246,7 +268,8 @@ class SegmentationService:
             )
         predictor = self._ensure_predictor()
         with self._lock:
-            predictor.set_embedding(entry.features, [entry.original_size], [entry.input_size])
+            emb = entry.embedding
+            predictor.set_embedding(emb.features, [emb.original_size], [emb.input_size])
             try:
                 masks, scores, low = predictor.predict(
                     point_coords=coords,
