@@ -462,8 +462,6 @@ def test_segment_everything(client, image_id):
 
     body = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     r = client.post(f"/api/images/{image_id}/everything", json=body)
-    if r.status_code == 501:
-        pytest.skip(r.json()["detail"])
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["count"] == len(out["masks"]) > 0
@@ -493,30 +491,40 @@ def test_everything_bad_options(client, image_id, body, status):
     _assert_error(client.post(f"/api/images/{image_id}/everything", json=body), status)
 
 
-def test_everything_falls_back_when_the_generator_has_no_fast_mode(monkeypatch, small_model, image):
+def test_everything_options_follow_amg_options(client):
+    """Names, defaults and bounds of the request body come from AmgOptions (one place)."""
+    from mobilesam.inference.amg_options import AmgOptions
+    from mobilesam.serve.everything import EVERYTHING_OPTIONS
+
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["EverythingRequest"]
+    assert tuple(schema["properties"]) == EVERYTHING_OPTIONS
+    assert schema["additionalProperties"] is False
+    defaults = AmgOptions()
+    for name, prop in schema["properties"].items():
+        assert prop["default"] == getattr(defaults, name), name
+        assert prop["type"] == (
+            "integer" if name in ("points_per_side", "min_mask_region_area") else "number"
+        )
+    assert schema["properties"]["points_per_side"]["minimum"] == 1
+    assert schema["properties"]["pred_iou_thresh"]["maximum"] == 1.0
+
+
+def test_everything_builds_the_fast_generator_with_amg_defaults(monkeypatch, small_model, image):
     import mobilesam.inference.amg as amg
+    from mobilesam.inference.amg_options import AmgOptions
+    from mobilesam.serve.codec import mask_to_rle
+    from mobilesam.serve.everything import EVERYTHING_OPTIONS
 
-    seen = {}
+    seen: list[dict] = []
 
-    class OldGenerator:  # the official signature, without ``fast``
-        def __init__(
-            self,
-            model,
-            points_per_side=32,
-            pred_iou_thresh=0.88,
-            stability_score_thresh=0.95,
-            box_nms_thresh=0.7,
-            min_mask_region_area=0,
-            output_mode="binary_mask",
-        ):
-            seen.update(points_per_side=points_per_side, output_mode=output_mode)
+    class Recorder:
+        def __init__(self, model, **kwargs):
+            seen.append(kwargs)
 
         def generate(self, rgb):
             h, w = rgb.shape[:2]
             m = np.zeros((h, w), bool)
             m[:10, :20] = True
-            from mobilesam.serve.codec import mask_to_rle
-
             return [
                 {
                     "segmentation": mask_to_rle(m),
@@ -529,18 +537,17 @@ def test_everything_falls_back_when_the_generator_has_no_fast_mode(monkeypatch, 
                 }
             ]
 
-    monkeypatch.setattr(amg, "SamAutomaticMaskGenerator", OldGenerator)
+    monkeypatch.setattr(amg, "SamAutomaticMaskGenerator", Recorder)
     service = SegmentationService(small_model)
     image_id = service.add_array(image[:50, :60].copy())[0].image_id
-    records = service.everything(image_id, points_per_side=3)
-    assert seen["points_per_side"] == 3 and seen["output_mode"] == "coco_rle"
-    assert records[0]["area"] == 200 and records[0]["segmentation"]["size"] == [50, 60]
-
-    class Missing:
-        def __init__(self, *args, **kwargs):
-            raise NotImplementedError("no generator in this build")
-
-    monkeypatch.setattr(amg, "SamAutomaticMaskGenerator", Missing)
     with TestClient(create_app(service)) as c:
-        r = c.post(f"/api/images/{image_id}/everything", json={"points_per_side": 5})
-        _assert_error(r, 501, "not_available")
+        r = c.post(f"/api/images/{image_id}/everything")
+        assert r.status_code == 200, r.text
+        assert r.json()["masks"][0]["segmentation"]["size"] == [50, 60]
+        assert c.post(f"/api/images/{image_id}/everything", json={}).status_code == 200
+        r = c.post(f"/api/images/{image_id}/everything", json={"points_per_side": 3})
+        assert r.status_code == 200
+    want = {name: getattr(AmgOptions(), name) for name in EVERYTHING_OPTIONS}
+    assert seen[0] == {"fast": True, "output_mode": "coco_rle", **want}
+    assert len(seen) == 2  # the empty body hit the per-image result cache
+    assert seen[1]["points_per_side"] == 3 and type(seen[1]["points_per_side"]) is int

@@ -19,19 +19,11 @@ import numpy as np
 from ..inference.cache import EmbeddingCache, ImageEmbedding, image_digest
 from .codec import decode_upload
 from .errors import ServeError
+from .everything import ann_record, everything_options, make_generator
 from .limits import ServeLimits
 
 if TYPE_CHECKING:
     from ..modeling import Sam
-
-#: segment-everything options the service accepts, with their defaults (official values).
-EVERYTHING_DEFAULTS: dict[str, float | int] = {
-    "points_per_side": 32,
-    "pred_iou_thresh": 0.88,
-    "stability_score_thresh": 0.95,
-    "box_nms_thresh": 0.7,
-    "min_mask_region_area": 0,
-}
 
 
 @dataclass
@@ -288,22 +280,13 @@ class SegmentationService:
     def everything(self, image_id: str, **options: float | int) -> list[dict[str, Any]]:
         """All masks of a cached image (automatic mask generator), largest first.
 
-        ``options`` are keys of ``EVERYTHING_DEFAULTS``. Each record has
+        ``options`` are keys of ``EVERYTHING_DEFAULTS`` (see
+        :func:`~mobilesam.serve.everything.everything_options`). Each record has
         ``segmentation`` (COCO RLE), ``area``, ``bbox`` (XYWH), ``predicted_iou``,
         ``stability_score``, ``point_coords`` and ``crop_box``. Results are
         cached per image and options.
         """
-        unknown = set(options) - set(EVERYTHING_DEFAULTS)
-        if unknown:
-            raise ServeError(400, "bad_options", f"unknown options: {', '.join(sorted(unknown))}")
-        opts = {**EVERYTHING_DEFAULTS, **options}
-        pps = int(opts["points_per_side"])
-        if not 1 <= pps <= self.limits.max_points_per_side:
-            raise ServeError(
-                400,
-                "bad_options",
-                f"points_per_side must be 1-{self.limits.max_points_per_side}, got {pps}",
-            )
+        opts = everything_options(options, self.limits.max_points_per_side)
         entry = self.get(image_id)
         key = tuple(sorted(opts.items()))
         cached = entry.everything.get(key)
@@ -313,53 +296,9 @@ class SegmentationService:
             cached = entry.everything.get(key)
             if cached is not None:
                 return cached
-            generator = _make_generator(self.model, opts)
-            anns = generator.generate(entry.image)
-            records = sorted((_ann_record(a) for a in anns), key=lambda r: -r["area"])
+            anns = make_generator(self.model, opts).generate(entry.image)
+            records = sorted((ann_record(a) for a in anns), key=lambda r: -r["area"])
             while len(entry.everything) >= self.limits.everything_results_per_image:
                 entry.everything.pop(next(iter(entry.everything)))
             entry.everything[key] = records
         return records
-
-
-def _make_generator(model: Sam, opts: dict[str, float | int]) -> Any:
-    """The automatic mask generator in its fast mode when this install has one."""
-    from ..inference.amg import SamAutomaticMaskGenerator
-
-    kwargs = {
-        "points_per_side": int(opts["points_per_side"]),
-        "pred_iou_thresh": float(opts["pred_iou_thresh"]),
-        "stability_score_thresh": float(opts["stability_score_thresh"]),
-        "box_nms_thresh": float(opts["box_nms_thresh"]),
-        "min_mask_region_area": int(opts["min_mask_region_area"]),
-        "output_mode": "coco_rle",
-    }
-    try:
-        try:
-            return SamAutomaticMaskGenerator(model, fast=True, **kwargs)
-        except TypeError as e:
-            if "fast" not in str(e):
-                raise
-            return SamAutomaticMaskGenerator(model, **kwargs)
-    except NotImplementedError as e:
-        raise ServeError(
-            501, "not_available", f"segment-everything is not available: {e}"
-        ) from None
-
-
-def _ann_record(ann: dict[str, Any]) -> dict[str, Any]:
-    """A generator record with plain JSON types."""
-    seg = ann["segmentation"]
-    counts = seg["counts"]
-    return {
-        "segmentation": {
-            "size": [int(v) for v in seg["size"]],
-            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
-        },
-        "area": int(ann["area"]),
-        "bbox": [float(v) for v in ann["bbox"]],
-        "predicted_iou": float(ann["predicted_iou"]),
-        "stability_score": float(ann["stability_score"]),
-        "point_coords": [[float(x), float(y)] for x, y in np.asarray(ann["point_coords"])],
-        "crop_box": [float(v) for v in ann["crop_box"]],
-    }
