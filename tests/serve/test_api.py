@@ -336,6 +336,63 @@ def test_bad_prompts(client, image_id, body, status):
     _assert_error(_prompt(client, image_id, **body), status)
 
 
+@pytest.mark.parametrize(
+    "body, args",
+    [
+        ({"box": [100, 100, 50, 50]}, {"box": np.array([100.0, 100, 50, 50])}),
+        (
+            {"points": [[10, 10]], "labels": [2]},
+            {"point_coords": np.array([[10.0, 10]]), "point_labels": np.array([2])},
+        ),
+        (
+            {"points": [[10, 10]], "labels": [1, 0]},
+            {"point_coords": np.array([[10.0, 10]]), "point_labels": np.array([1, 0])},
+        ),
+        ({"points": [[10, 10]]}, {"point_coords": np.array([[10.0, 10]])}),
+        (
+            {"box": [1, 2, 30, 40], "mask_input": [[[0.0] * 3] * 3]},
+            {"box": np.array([1.0, 2, 30, 40]), "mask_input": np.zeros((1, 3, 3), np.float32)},
+        ),
+    ],
+)
+def test_predictor_value_errors_become_bad_prompt(client, image_id, small_model, body, args):
+    """The predictor checks prompts; the service answers its ValueError as a 400 bad_prompt."""
+    from mobilesam import SamPredictor
+
+    predictor = SamPredictor(small_model)
+    predictor.set_image(np.zeros((267, 400, 3), np.uint8))
+    with pytest.raises(ValueError) as e:
+        predictor.predict(**args)
+    err = _assert_error(_prompt(client, image_id, **body), 400, "bad_prompt")
+    assert err["detail"] == str(e.value)
+
+
+def test_service_policies_are_bad_prompt(client, image_id):
+    """Limits of the service itself: a prompt, max_points (8 here), inside the image."""
+    for body, words in [
+        ({}, "at least one"),
+        ({"points": [[i, i] for i in range(9)], "labels": [1] * 9}, "at most 8"),
+        ({"points": [[10, 268]], "labels": [1]}, "outside the 400x267 image"),
+        ({"box": [0, 0, 401, 10]}, "outside the 400x267 image"),
+    ]:
+        assert (
+            words in _assert_error(_prompt(client, image_id, **body), 400, "bad_prompt")["detail"]
+        )
+
+
+def test_ignore_label_is_passed_to_the_predictor(client, image_id):
+    """-1 (an ignored point) is valid for the predictor, so for the service too."""
+    r = _prompt(client, image_id, points=[[10, 10], [100, 100]], labels=[-1, 1])
+    assert r.status_code == 200, r.text
+
+
+def test_mask_input_beyond_float_range_is_bad_prompt(client, image_id):
+    raw = '{"points": [[10, 10]], "labels": [1], "mask_input": [[[1' + "0" * 400 + "]]]}"
+    headers = {"content-type": "application/json"}
+    r = client.post(f"/api/images/{image_id}/predict", content=raw, headers=headers)
+    _assert_error(r, 400, "bad_prompt")
+
+
 def test_bad_json_bodies(client, image_id):
     url = f"/api/images/{image_id}/predict"
     headers = {"content-type": "application/json"}

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mobilesam.io import ImageReadError
-from mobilesam.serve.codec import UPLOAD_ERRORS, decode_upload, mask_bbox, mask_to_png, mask_to_rle
+from mobilesam.serve.codec import (
+    UPLOAD_ERRORS,
+    decode_mask_input,
+    decode_upload,
+    mask_bbox,
+    mask_to_png,
+    mask_to_rle,
+)
 from mobilesam.serve.errors import ServeError
 
 
@@ -105,3 +112,17 @@ def test_mask_encodings_round_trip():
     box = np.zeros((10, 12), bool)
     box[2:5, 3:9] = True
     assert mask_bbox(box) == [3, 2, 6, 3]
+
+
+def test_mask_input_is_decoded_not_validated():
+    import base64
+
+    values = np.arange(16, dtype="<f4").reshape(1, 4, 4)
+    b64 = base64.b64encode(values.tobytes()).decode()
+    np.testing.assert_array_equal(decode_mask_input(b64, 4), values)
+    as_lists = decode_mask_input([[1.0, 2.0]], 4)  # the wrong shape is the predictor's to refuse
+    assert as_lists.dtype == np.float32 and as_lists.shape == (1, 2)
+    for bad in (b64[:-8], "@@@@", [[1.0], [2.0, 3.0]], [["a"]], [10**400]):
+        with pytest.raises(ServeError) as e:
+            decode_mask_input(bad, 4)
+        assert (e.value.status, e.value.code) == (400, "bad_prompt")

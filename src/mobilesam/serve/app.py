@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .codec import array_to_npy, b64encode, decode_float_array, mask_bbox, mask_to_png, mask_to_rle
+from .codec import array_to_npy, b64encode, decode_mask_input, mask_bbox, mask_to_png, mask_to_rle
 from .errors import ServeError
 from .limits import ServeLimits
 from .schemas import (
@@ -315,8 +315,7 @@ def create_app(
         entry = service.get(image_id)
         mask_input = None
         if req.mask_input is not None:
-            s = service.mask_input_size
-            mask_input = decode_float_array(req.mask_input, (1, s, s), "mask_input")
+            mask_input = decode_mask_input(req.mask_input, service.mask_input_size)
         pred = service.predict(
             image_id,
             points=req.points,

@@ -74,37 +74,30 @@ def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def decode_float_array(value: object, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """A base64 string of little-endian float32 values, or nested lists -> array of ``shape``."""
+def decode_mask_input(value: str | list, size: int) -> np.ndarray:
+    """A prompt's ``mask_input`` as a float32 array.
+
+    ``value`` is base64 of 1xSxS little-endian float32 (``S = size``), or nested
+    lists (converted as they are). Only decoding happens here (``ServeError``
+    400 if it fails); shape and finiteness are the predictor's to check.
+    """
     if isinstance(value, str):
         try:
             raw = base64.b64decode(value, validate=True)
         except ValueError:
-            raise ServeError(400, "bad_prompt", f"{name} is not valid base64") from None
-        want = int(np.prod(shape)) * 4
+            raise ServeError(400, "bad_prompt", "mask_input is not valid base64") from None
+        want = size * size * 4
         if len(raw) != want:
             raise ServeError(
                 400,
                 "bad_prompt",
-                f"{name} must hold {want} bytes (float32 {'x'.join(map(str, shape))}), "
-                f"got {len(raw)}",
+                f"mask_input must hold {want} bytes (float32 1x{size}x{size}), got {len(raw)}",
             )
-        arr = np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
-    else:
-        try:
-            arr = np.asarray(value, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ServeError(400, "bad_prompt", f"{name} must be numbers") from None
-        if arr.shape != shape:
-            raise ServeError(
-                400,
-                "bad_prompt",
-                f"{name} must have shape {'x'.join(map(str, shape))}, "
-                f"got {'x'.join(map(str, arr.shape))}",
-            )
-    if not np.all(np.isfinite(arr)):
-        raise ServeError(400, "bad_prompt", f"{name} contains NaN or infinite values")
-    return arr
+        return np.frombuffer(raw, dtype="<f4").reshape(1, size, size).astype(np.float32)
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):  # ragged, not numbers, beyond float range
+        raise ServeError(400, "bad_prompt", "mask_input must be nested lists of numbers") from None
 
 
 def array_to_npy(arr: np.ndarray) -> bytes:

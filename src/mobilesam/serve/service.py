@@ -182,58 +182,32 @@ class SegmentationService:
 
     def check_prompt(
         self,
-        entry: CachedImage,
+        size: tuple[int, int],
         points: Sequence[Sequence[float]] | None,
-        labels: Sequence[int] | None,
         box: Sequence[float] | None,
-    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        """Validate prompts against the image; ``ServeError`` 400 names the problem.
+    ) -> None:
+        """The service's own rules for a prompt on an (H, W) image; ``ServeError`` 400 if broken.
 
-        points: Nx2 XY pixels of the original image; labels: N of 1 (object) or
-        0 (background); box: XYXY pixels. Coordinates must lie within the image.
+        At least one point or a box, at most ``limits.max_points`` points, and
+        coordinates inside the image (a click outside it is a client's mistake).
+        Shapes, labels and box order are the predictor's to check.
         """
-        h, w = entry.embedding.original_size
+        h, w = size
         if not points and box is None:
             raise ServeError(400, "bad_prompt", "give at least one point or a box")
-        coords = lab = bx = None
-        if points:
-            if labels is None or len(labels) != len(points):
-                n = 0 if labels is None else len(labels)
+        if points and len(points) > self.limits.max_points:
+            raise ServeError(
+                400,
+                "bad_prompt",
+                f"{len(points)} points; at most {self.limits.max_points} are allowed",
+            )
+        for i, (x, y) in enumerate(points or ()):
+            if not (0 <= x <= w and 0 <= y <= h):
                 raise ServeError(
-                    400, "bad_prompt", f"{len(points)} points need {len(points)} labels, got {n}"
+                    400, "bad_prompt", f"point {i} ({x:g}, {y:g}) is outside the {w}x{h} image"
                 )
-            if len(points) > self.limits.max_points:
-                raise ServeError(
-                    400,
-                    "bad_prompt",
-                    f"{len(points)} points; at most {self.limits.max_points} are allowed",
-                )
-            bad = [v for v in labels if v not in (0, 1)]  # before numpy: any int may come in
-            if bad:
-                raise ServeError(
-                    400, "bad_prompt", f"labels must be 1 (object) or 0 (background), got {bad[0]}"
-                )
-            coords = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-            lab = np.asarray(labels, dtype=np.int64)
-            for i, (x, y) in enumerate(coords):
-                if not (np.isfinite(x) and np.isfinite(y) and 0 <= x <= w and 0 <= y <= h):
-                    raise ServeError(
-                        400,
-                        "bad_prompt",
-                        f"point {i} ({x:g}, {y:g}) is outside the {w}x{h} image",
-                    )
-        elif labels:
-            raise ServeError(400, "bad_prompt", "labels were given without points")
-        if box is not None:
-            bx = np.asarray(box, dtype=np.float64).reshape(4)
-            x0, y0, x1, y1 = bx
-            if not np.all(np.isfinite(bx)) or x1 < x0 or y1 < y0:
-                raise ServeError(
-                    400, "bad_prompt", f"box must be [x0, y0, x1, y1] with x0<=x1, y0<=y1: {box}"
-                )
-            if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-                raise ServeError(400, "bad_prompt", f"box {box} is outside the {w}x{h} image")
-        return coords, lab, bx
+        if box is not None and not all(0 <= v <= s for v, s in zip(box, (w, h, w, h))):
+            raise ServeError(400, "bad_prompt", f"box {list(box)} is outside the {w}x{h} image")
 
     def predict(
         self,
@@ -244,33 +218,30 @@ class SegmentationService:
         mask_input: np.ndarray | None = None,
         multimask: bool = True,
     ) -> Prediction:
-        """Masks for point / box prompts on a cached image (see :meth:`check_prompt`).
+        """Masks for point / box prompts on a cached image, in its pixels (x right, y down).
 
-        mask_input: 1xSxS low-res logits from an earlier prediction (S = mask_input_size).
-        Returns 3 masks with ``multimask`` (ambiguous single clicks), else 1.
+        points: Nx2 XY; labels: N of 1 (object) or 0 (background) (or -1, ignored,
+        as the predictor allows); box: XYXY; mask_input: 1xSxS low-res logits of
+        an earlier prediction (S = mask_input_size). Empty ``points`` / ``labels``
+        count as absent. Returns 3 masks with ``multimask`` (ambiguous single
+        clicks), else 1. :meth:`check_prompt` applies the service's limits; the
+        predictor's ``ValueError`` for a malformed prompt becomes a 400 ``bad_prompt``.
         """
         entry = self.get(image_id)
-        coords, lab, bx = self.check_prompt(entry, points, labels, box)
-        s = self.mask_input_size
-        if mask_input is not None and tuple(mask_input.shape) != (1, s, s):
-            raise ServeError(
-                400,
-                "bad_prompt",
-                f"mask_input must have shape 1x{s}x{s}, got {'x'.join(map(str, mask_input.shape))}",
-            )
+        emb = entry.embedding
+        self.check_prompt(emb.original_size, points, box)
         predictor = self._ensure_predictor()
         with self._lock:
-            emb = entry.embedding
             predictor.set_embedding(emb.features, [emb.original_size], [emb.input_size])
             try:
                 masks, scores, low = predictor.predict(
-                    point_coords=coords,
-                    point_labels=lab,
-                    box=bx,
+                    point_coords=np.asarray(points, dtype=np.float64) if points else None,
+                    point_labels=np.asarray(labels) if labels else None,
+                    box=None if box is None else np.asarray(box, dtype=np.float64),
                     mask_input=mask_input,
                     multimask_output=multimask,
                 )
-            except ValueError as e:  # the predictor's own input checks
+            except ValueError as e:  # the predictor's checks of the prompt
                 raise ServeError(400, "bad_prompt", str(e)) from None
             finally:
                 predictor.reset_image()
