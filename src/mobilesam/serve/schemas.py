@@ -136,3 +136,9 @@ class Health(BaseModel):
 class ErrorBody(BaseModel):
     error: str = Field(description="machine-readable code, e.g. unknown_image")
     detail: str = Field(description="what was wrong, for people")
+
+
+#: The error answers every API route documents (``responses=`` of the route decorators).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422)
+}
