@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import struct
-import threading
 import zlib
 
 import numpy as np
@@ -476,41 +475,6 @@ def test_delete_and_eviction(small_model, image):
         assert c.delete(f"/api/images/{id2['image_id']}").status_code == 204
         _assert_error(_prompt(c, id2["image_id"], **body), 404)
         assert c.get("/health").json()["cache"]["bytes"] == 0
-
-
-def test_concurrent_requests_match_sequential(small_model, image):
-    """Threads sharing one service get the same masks as one thread alone."""
-    service = SegmentationService(small_model)
-    images = [image[:128, :160].copy(), image[100:228, 200:360].copy()]
-    ids = [service.add_array(im)[0].image_id for im in images]
-    prompts = [[[20 + 7 * k, 30 + 5 * k]] for k in range(6)]
-    want = {
-        (i, k): service.predict(ids[i], points=p, labels=[1]).masks
-        for i in range(2)
-        for k, p in enumerate(prompts)
-    }
-    results: dict = {}
-    errors: list[BaseException] = []
-
-    def work(t: int) -> None:
-        try:
-            for k, p in enumerate(prompts):
-                i = (t + k) % 2
-                results[(t, i, k)] = service.predict(ids[i], points=p, labels=[1]).masks
-            service.add_array(images[t % 2])  # cached: no second encoding
-        except BaseException as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors, errors
-    assert len(results) == 36
-    for (_, i, k), masks in results.items():
-        np.testing.assert_array_equal(masks, want[(i, k)])
-    assert service.cache.stats()["entries"] == 2
 
 
 # ---------------------------------------------------------------------- segment everything

@@ -1,12 +1,22 @@
-"""The framework-free service: its cache entries and their byte budget."""
+"""The framework-free service: cache entries and their byte budget, options, threads."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+import pytest
 import torch
 
 from mobilesam.inference.cache import EmbeddingCache, ImageEmbedding
-from mobilesam.serve.service import CachedImage
+from mobilesam.serve.errors import ServeError
+from mobilesam.serve.everything import EVERYTHING_DEFAULTS, everything_options
+from mobilesam.serve.service import CachedImage, SegmentationService
+
+
+@pytest.fixture(scope="module")
+def image(dog_image) -> np.ndarray:
+    return np.ascontiguousarray(dog_image[::2, ::2])
 
 
 def _entry(key: str, side: int) -> CachedImage:
@@ -38,3 +48,56 @@ def test_put_keeps_the_existing_entry():
     first = cache.put("a", _entry("a", 10))
     assert cache.put("a", _entry("a", 10)) is first
     assert cache.stats()["bytes"] == first.nbytes
+
+
+def test_everything_options_fill_defaults_and_types():
+    opts = everything_options({"points_per_side": 4.0, "box_nms_thresh": 1}, max_points_per_side=8)
+    assert list(opts) == list(EVERYTHING_DEFAULTS)
+    assert opts["points_per_side"] == 4 and type(opts["points_per_side"]) is int
+    assert opts["box_nms_thresh"] == 1.0 and type(opts["box_nms_thresh"]) is float
+    assert opts["pred_iou_thresh"] == EVERYTHING_DEFAULTS["pred_iou_thresh"]
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [({"crop_n_layers": 1}, "unknown options: crop_n_layers"), ({"points_per_side": 9}, "1-8")],
+)
+def test_everything_options_refused(options, words):
+    with pytest.raises(ServeError) as e:
+        everything_options(options, max_points_per_side=8)
+    assert (e.value.status, e.value.code) == (400, "bad_options") and words in e.value.message
+
+
+def test_concurrent_requests_match_sequential(small_model, image):
+    """Threads sharing one service get the same masks as one thread alone."""
+    service = SegmentationService(small_model)
+    images = [image[:128, :160].copy(), image[100:228, 200:360].copy()]
+    ids = [service.add_array(im)[0].image_id for im in images]
+    prompts = [[[20 + 7 * k, 30 + 5 * k]] for k in range(6)]
+    want = {
+        (i, k): service.predict(ids[i], points=p, labels=[1]).masks
+        for i in range(2)
+        for k, p in enumerate(prompts)
+    }
+    results: dict = {}
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for k, p in enumerate(prompts):
+                i = (t + k) % 2
+                results[(t, i, k)] = service.predict(ids[i], points=p, labels=[1]).masks
+            service.add_array(images[t % 2])  # cached: no second encoding
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert len(results) == 36
+    for (_, i, k), masks in results.items():
+        np.testing.assert_array_equal(masks, want[(i, k)])
+    assert service.cache.stats()["entries"] == 2

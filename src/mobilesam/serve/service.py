@@ -1,9 +1,14 @@
 """The segmentation service: images in, embeddings cached, prompts answered.
 
-Framework-free (the HTTP layer in :mod:`mobilesam.serve.app` is a thin shell
-over it). One lock serialises every use of the model, so any number of
-request threads may call it; decoding uploads and encoding results happen
-outside the lock.
+Framework-free: the routers of :mod:`mobilesam.serve.routes` are a thin HTTP
+shell over it. Embeddings live in the package's one
+:class:`~mobilesam.inference.cache.EmbeddingCache`, keyed by
+:func:`~mobilesam.inference.cache.image_digest` of the decoded pixels, as
+:class:`CachedImage` entries; prompts are checked and answered by
+``SamPredictor`` (the service adds only its own limits), segment everything by
+the generator of :mod:`mobilesam.serve.everything`. One lock serialises every
+use of the model, so any number of request threads may call it; decoding
+uploads and encoding results happen outside the lock.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ class SegmentationService:
         weights: str = "checkpoint",
     ) -> None:
         self.limits = limits or ServeLimits()
-        self.cache: EmbeddingCache[CachedImage] = EmbeddingCache(self.limits.cache_bytes)
+        self.cache: EmbeddingCache[CachedImage] = EmbeddingCache(max_bytes=self.limits.cache_bytes)
         self.model_name = model_name
         self.weights = weights
         self._model_or_factory = model
@@ -84,6 +89,7 @@ class SegmentationService:
     # ------------------------------------------------------------------ model
     @property
     def model(self) -> Sam:
+        """The model, loaded (and its predictor made) on first use."""
         if self._model is None:
             with self._load_lock:
                 if self._model is None:
@@ -100,6 +106,7 @@ class SegmentationService:
 
     @property
     def mask_input_size(self) -> int:
+        """S of the 1xSxS low-res logits a prompt's ``mask_input`` holds (64 for 1024 inputs)."""
         return int(self.model.prompt_encoder.mask_input_size[0])
 
     def info(self) -> dict[str, Any]:
