@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import struct
-import threading
 import zlib
 
 import numpy as np
@@ -119,6 +118,9 @@ def test_unknown_route_and_method_are_json(client):
 
 # ---------------------------------------------------------------------- uploads
 def test_upload_is_cached_by_content(client, image, image_id):
+    from mobilesam.inference.cache import image_digest
+
+    assert image_id == image_digest(image)
     r = client.post("/api/images", content=_png(image), headers={"content-type": "image/png"})
     assert r.status_code == 201
     info = r.json()
@@ -333,6 +335,63 @@ def test_bad_prompts(client, image_id, body, status):
     _assert_error(_prompt(client, image_id, **body), status)
 
 
+@pytest.mark.parametrize(
+    "body, args",
+    [
+        ({"box": [100, 100, 50, 50]}, {"box": np.array([100.0, 100, 50, 50])}),
+        (
+            {"points": [[10, 10]], "labels": [2]},
+            {"point_coords": np.array([[10.0, 10]]), "point_labels": np.array([2])},
+        ),
+        (
+            {"points": [[10, 10]], "labels": [1, 0]},
+            {"point_coords": np.array([[10.0, 10]]), "point_labels": np.array([1, 0])},
+        ),
+        ({"points": [[10, 10]]}, {"point_coords": np.array([[10.0, 10]])}),
+        (
+            {"box": [1, 2, 30, 40], "mask_input": [[[0.0] * 3] * 3]},
+            {"box": np.array([1.0, 2, 30, 40]), "mask_input": np.zeros((1, 3, 3), np.float32)},
+        ),
+    ],
+)
+def test_predictor_value_errors_become_bad_prompt(client, image_id, small_model, body, args):
+    """The predictor checks prompts; the service answers its ValueError as a 400 bad_prompt."""
+    from mobilesam import SamPredictor
+
+    predictor = SamPredictor(small_model)
+    predictor.set_image(np.zeros((267, 400, 3), np.uint8))
+    with pytest.raises(ValueError) as e:
+        predictor.predict(**args)
+    err = _assert_error(_prompt(client, image_id, **body), 400, "bad_prompt")
+    assert err["detail"] == str(e.value)
+
+
+def test_service_policies_are_bad_prompt(client, image_id):
+    """Limits of the service itself: a prompt, max_points (8 here), inside the image."""
+    for body, words in [
+        ({}, "at least one"),
+        ({"points": [[i, i] for i in range(9)], "labels": [1] * 9}, "at most 8"),
+        ({"points": [[10, 268]], "labels": [1]}, "outside the 400x267 image"),
+        ({"box": [0, 0, 401, 10]}, "outside the 400x267 image"),
+    ]:
+        assert (
+            words in _assert_error(_prompt(client, image_id, **body), 400, "bad_prompt")["detail"]
+        )
+
+
+def test_ignore_label_is_passed_to_the_predictor(client, image_id):
+    """-1 (an ignored point) is valid for the predictor, so for the service too."""
+    r = _prompt(client, image_id, points=[[10, 10], [100, 100]], labels=[-1, 1])
+    assert r.status_code == 200, r.text
+
+
+def test_mask_input_beyond_float_range_is_bad_prompt(client, image_id):
+    raw = '{"points": [[10, 10]], "labels": [1], "mask_input": [[[1' + "0" * 400 + "]]]}"
+    headers = {"content-type": "application/json"}
+    r = client.post(f"/api/images/{image_id}/predict", content=raw, headers=headers)
+    _assert_error(r, 400, "bad_prompt")
+
+
 def test_bad_json_bodies(client, image_id):
     url = f"/api/images/{image_id}/predict"
     headers = {"content-type": "application/json"}
@@ -418,49 +477,12 @@ def test_delete_and_eviction(small_model, image):
         assert c.get("/health").json()["cache"]["bytes"] == 0
 
 
-def test_concurrent_requests_match_sequential(small_model, image):
-    """Threads sharing one service get the same masks as one thread alone."""
-    service = SegmentationService(small_model)
-    images = [image[:128, :160].copy(), image[100:228, 200:360].copy()]
-    ids = [service.add_array(im)[0].image_id for im in images]
-    prompts = [[[20 + 7 * k, 30 + 5 * k]] for k in range(6)]
-    want = {
-        (i, k): service.predict(ids[i], points=p, labels=[1]).masks
-        for i in range(2)
-        for k, p in enumerate(prompts)
-    }
-    results: dict = {}
-    errors: list[BaseException] = []
-
-    def work(t: int) -> None:
-        try:
-            for k, p in enumerate(prompts):
-                i = (t + k) % 2
-                results[(t, i, k)] = service.predict(ids[i], points=p, labels=[1]).masks
-            service.add_array(images[t % 2])  # cached: no second encoding
-        except BaseException as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors, errors
-    assert len(results) == 36
-    for (_, i, k), masks in results.items():
-        np.testing.assert_array_equal(masks, want[(i, k)])
-    assert service.cache.stats()["entries"] == 2
-
-
 # ---------------------------------------------------------------------- segment everything
 def test_segment_everything(client, image_id):
     from pycocotools import mask as mask_utils
 
     body = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     r = client.post(f"/api/images/{image_id}/everything", json=body)
-    if r.status_code == 501:
-        pytest.skip(r.json()["detail"])
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["count"] == len(out["masks"]) > 0
@@ -490,30 +512,40 @@ def test_everything_bad_options(client, image_id, body, status):
     _assert_error(client.post(f"/api/images/{image_id}/everything", json=body), status)
 
 
-def test_everything_falls_back_when_the_generator_has_no_fast_mode(monkeypatch, small_model, image):
+def test_everything_options_follow_amg_options(client):
+    """Names, defaults and bounds of the request body come from AmgOptions (one place)."""
+    from mobilesam.inference.amg_options import AmgOptions
+    from mobilesam.serve.everything import EVERYTHING_OPTIONS
+
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["EverythingRequest"]
+    assert tuple(schema["properties"]) == EVERYTHING_OPTIONS
+    assert schema["additionalProperties"] is False
+    defaults = AmgOptions()
+    for name, prop in schema["properties"].items():
+        assert prop["default"] == getattr(defaults, name), name
+        assert prop["type"] == (
+            "integer" if name in ("points_per_side", "min_mask_region_area") else "number"
+        )
+    assert schema["properties"]["points_per_side"]["minimum"] == 1
+    assert schema["properties"]["pred_iou_thresh"]["maximum"] == 1.0
+
+
+def test_everything_builds_the_fast_generator_with_amg_defaults(monkeypatch, small_model, image):
     import mobilesam.inference.amg as amg
+    from mobilesam.inference.amg_options import AmgOptions
+    from mobilesam.serve.codec import mask_to_rle
+    from mobilesam.serve.everything import EVERYTHING_OPTIONS
 
-    seen = {}
+    seen: list[dict] = []
 
-    class OldGenerator:  # the official signature, without ``fast``
-        def __init__(
-            self,
-            model,
-            points_per_side=32,
-            pred_iou_thresh=0.88,
-            stability_score_thresh=0.95,
-            box_nms_thresh=0.7,
-            min_mask_region_area=0,
-            output_mode="binary_mask",
-        ):
-            seen.update(points_per_side=points_per_side, output_mode=output_mode)
+    class Recorder:
+        def __init__(self, model, **kwargs):
+            seen.append(kwargs)
 
         def generate(self, rgb):
             h, w = rgb.shape[:2]
             m = np.zeros((h, w), bool)
             m[:10, :20] = True
-            from mobilesam.serve.codec import mask_to_rle
-
             return [
                 {
                     "segmentation": mask_to_rle(m),
@@ -526,18 +558,17 @@ def test_everything_falls_back_when_the_generator_has_no_fast_mode(monkeypatch, 
                 }
             ]
 
-    monkeypatch.setattr(amg, "SamAutomaticMaskGenerator", OldGenerator)
+    monkeypatch.setattr(amg, "SamAutomaticMaskGenerator", Recorder)
     service = SegmentationService(small_model)
     image_id = service.add_array(image[:50, :60].copy())[0].image_id
-    records = service.everything(image_id, points_per_side=3)
-    assert seen["points_per_side"] == 3 and seen["output_mode"] == "coco_rle"
-    assert records[0]["area"] == 200 and records[0]["segmentation"]["size"] == [50, 60]
-
-    class Missing:
-        def __init__(self, *args, **kwargs):
-            raise NotImplementedError("no generator in this build")
-
-    monkeypatch.setattr(amg, "SamAutomaticMaskGenerator", Missing)
     with TestClient(create_app(service)) as c:
-        r = c.post(f"/api/images/{image_id}/everything", json={"points_per_side": 5})
-        _assert_error(r, 501, "not_available")
+        r = c.post(f"/api/images/{image_id}/everything")
+        assert r.status_code == 200, r.text
+        assert r.json()["masks"][0]["segmentation"]["size"] == [50, 60]
+        assert c.post(f"/api/images/{image_id}/everything", json={}).status_code == 200
+        r = c.post(f"/api/images/{image_id}/everything", json={"points_per_side": 3})
+        assert r.status_code == 200
+    want = {name: getattr(AmgOptions(), name) for name in EVERYTHING_OPTIONS}
+    assert seen[0] == {"fast": True, "output_mode": "coco_rle", **want}
+    assert len(seen) == 2  # the empty body hit the per-image result cache
+    assert seen[1]["points_per_side"] == 3 and type(seen[1]["points_per_side"]) is int

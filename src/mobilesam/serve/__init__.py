@@ -2,6 +2,28 @@
 
 ``create_app(model)`` builds the app; ``mobilesam serve`` runs it with uvicorn.
 FastAPI is imported only when ``create_app`` is used.
+
+Framework-free core (no FastAPI import):
+
+- :mod:`.service` -- ``SegmentationService``: uploads decoded and encoded once,
+  their embeddings in the package's ``EmbeddingCache`` (keyed by
+  ``image_digest``), prompts answered by ``SamPredictor``, one model lock;
+- :mod:`.everything` -- the segment-everything options exposed (from
+  ``AmgOptions``), the generator and its JSON records;
+- :mod:`.codec` -- bytes in and out: uploads (``mobilesam.io.decode_image``
+  errors as HTTP errors), mask PNG / RLE, embeddings, ``mask_input``;
+- :mod:`.limits` (``ServeLimits``) and :mod:`.errors` (``ServeError``, the
+  JSON 4xx every refusal becomes).
+
+HTTP layer:
+
+- :mod:`.app` -- ``create_app``: middleware, error handlers, routers, static files;
+- :mod:`.middleware` -- the request body limit;
+- :mod:`.routes` -- routers: :mod:`~.routes.page` (``/``, ``/health``),
+  :mod:`~.routes.images` (``/api/images...``), :mod:`~.routes.masks` (predict,
+  everything), each given the service by :mod:`~.routes.deps`;
+- :mod:`.schemas` -- the pydantic bodies shown at ``/docs``;
+- ``static/`` -- the page's HTML, scripts and styles (no network access).
 """
 
 from __future__ import annotations
@@ -12,7 +34,6 @@ from typing import Any
 _LAZY = {
     "create_app": "mobilesam.serve.app",
     "SegmentationService": "mobilesam.serve.service",
-    "EmbeddingCache": "mobilesam.serve.cache",
     "ServeLimits": "mobilesam.serve.limits",
     "ServeError": "mobilesam.serve.errors",
 }

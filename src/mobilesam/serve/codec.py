@@ -1,7 +1,9 @@
 """Bytes in and out of the service: uploaded images, mask PNGs, RLEs, embeddings.
 
-Images are checked from their header before decoding (size in pixels), so a
-small file that would expand into gigabytes is refused without being decoded.
+Uploads are decoded by :func:`mobilesam.io.decode_image` (the package's one
+decoder: pixel count checked from the header, so a small file that would
+expand into gigabytes is refused undecoded); :func:`decode_upload` only turns
+its :class:`~mobilesam.io.ImageReadError` into the HTTP error the API promises.
 """
 
 from __future__ import annotations
@@ -10,54 +12,30 @@ import base64
 import io
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from ..io import ImageReadError, decode_image
 from .errors import ServeError
 
-#: Formats the service decodes; others (e.g. PDF, EPS through Ghostscript) are refused.
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+#: ``ImageReadError.reason`` -> (HTTP status, error code); any other reason is a 400 bad_image.
+UPLOAD_ERRORS: dict[str, tuple[int, str]] = {
+    "empty": (400, "empty_upload"),
+    "not_an_image": (400, "not_an_image"),
+    "too_many_pixels": (413, "image_too_large"),
+}
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
     """Uploaded file bytes -> HxWx3 uint8 RGB, EXIF orientation applied (as browsers show it).
 
     Raises ``ServeError`` 400 (empty, not an image, truncated, unsupported
     format) or 413 (more than ``max_pixels`` pixels).
     """
-    if not data:
-        raise ServeError(400, "empty_upload", "the uploaded file is empty")
     try:
-        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except UnidentifiedImageError:
-        raise ServeError(
-            400,
-            "not_an_image",
-            f"the upload is not an image in a supported format ({', '.join(ALLOWED_FORMATS)})",
-        ) from None
-    except Image.DecompressionBombError:  # Pillow's own, far higher, limit
-        raise _too_many_pixels(None, max_pixels) from None
-    except Exception as e:  # a malformed header can fail in many ways; all are bad input
-        raise ServeError(400, "bad_image", f"the image could not be read: {e}") from None
-    w, h = img.size
-    if w < 1 or h < 1:
-        raise ServeError(400, "bad_image", f"the image has no pixels ({w}x{h})")
-    if w * h > max_pixels:
-        raise _too_many_pixels((w, h), max_pixels)
-    try:
-        img.seek(0)  # first frame of animations
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except Exception as e:  # truncated data, bad EXIF, ...: the file is at fault
-        raise ServeError(400, "bad_image", f"the image could not be decoded: {e}") from None
-    return np.ascontiguousarray(rgb)
-
-
-def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> ServeError:
-    what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
-    return ServeError(
-        413, "image_too_large", f"the image has {what}; the limit is {max_pixels:,} pixels"
-    )
+        return decode_image(data, max_pixels)
+    except ImageReadError as e:
+        status, code = UPLOAD_ERRORS.get(e.reason, (400, "bad_image"))
+        raise ServeError(status, code, str(e)) from None
 
 
 def mask_to_png(mask: np.ndarray) -> bytes:
@@ -96,37 +74,30 @@ def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def decode_float_array(value: object, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """A base64 string of little-endian float32 values, or nested lists -> array of ``shape``."""
+def decode_mask_input(value: str | list, size: int) -> np.ndarray:
+    """A prompt's ``mask_input`` as a float32 array.
+
+    ``value`` is base64 of 1xSxS little-endian float32 (``S = size``), or nested
+    lists (converted as they are). Only decoding happens here (``ServeError``
+    400 if it fails); shape and finiteness are the predictor's to check.
+    """
     if isinstance(value, str):
         try:
             raw = base64.b64decode(value, validate=True)
         except ValueError:
-            raise ServeError(400, "bad_prompt", f"{name} is not valid base64") from None
-        want = int(np.prod(shape)) * 4
+            raise ServeError(400, "bad_prompt", "mask_input is not valid base64") from None
+        want = size * size * 4
         if len(raw) != want:
             raise ServeError(
                 400,
                 "bad_prompt",
-                f"{name} must hold {want} bytes (float32 {'x'.join(map(str, shape))}), "
-                f"got {len(raw)}",
+                f"mask_input must hold {want} bytes (float32 1x{size}x{size}), got {len(raw)}",
             )
-        arr = np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
-    else:
-        try:
-            arr = np.asarray(value, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ServeError(400, "bad_prompt", f"{name} must be numbers") from None
-        if arr.shape != shape:
-            raise ServeError(
-                400,
-                "bad_prompt",
-                f"{name} must have shape {'x'.join(map(str, shape))}, "
-                f"got {'x'.join(map(str, arr.shape))}",
-            )
-    if not np.all(np.isfinite(arr)):
-        raise ServeError(400, "bad_prompt", f"{name} contains NaN or infinite values")
-    return arr
+        return np.frombuffer(raw, dtype="<f4").reshape(1, size, size).astype(np.float32)
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):  # ragged, not numbers, beyond float range
+        raise ServeError(400, "bad_prompt", "mask_input must be nested lists of numbers") from None
 
 
 def array_to_npy(arr: np.ndarray) -> bytes:

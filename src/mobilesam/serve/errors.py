@@ -1,4 +1,4 @@
-"""The one error type the service raises for bad requests and unavailable features."""
+"""The one error type the service raises for requests it refuses."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 class ServeError(Exception):
     """A request the service refuses; becomes ``{"error": code, "detail": message}``.
 
-    ``status`` is the HTTP status (4xx for bad input; 501/503 only for features
-    or resources that are unavailable regardless of the input).
+    ``status`` is the HTTP status (4xx: the input is at fault), ``code`` a short
+    machine-readable name such as ``unknown_image``, ``message`` the text for people.
     """
 
     def __init__(self, status: int, code: str, message: str) -> None:

@@ -1,10 +1,17 @@
-"""Request and response bodies of the HTTP API (pydantic models, shown at /docs)."""
+"""Request and response bodies of the HTTP API (pydantic models, shown at /docs).
+
+``EverythingRequest`` is built from the service's segment-everything options
+(:mod:`mobilesam.serve.everything`, itself from ``AmgOptions``), so a default
+changes in one place.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from .everything import EVERYTHING_DEFAULTS
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -72,14 +79,27 @@ class PredictResponse(BaseModel):
     elapsed_ms: float
 
 
-class EverythingRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+#: Bounds (and descriptions) of the segment-everything options a request may set; their
+#: names, order, types and defaults come from ``EVERYTHING_DEFAULTS``, i.e. from AmgOptions.
+EVERYTHING_BOUNDS: dict[str, dict[str, Any]] = {
+    "points_per_side": {"ge": 1, "description": "grid of point prompts per side"},
+    "pred_iou_thresh": {"ge": 0.0, "le": 1.0},
+    "stability_score_thresh": {"ge": 0.0, "le": 1.0},
+    "box_nms_thresh": {"ge": 0.0, "le": 1.0},
+    "min_mask_region_area": {"ge": 0, "le": 1_000_000},
+}
 
-    points_per_side: int = Field(default=32, ge=1, description="grid of point prompts per side")
-    pred_iou_thresh: Finite = Field(default=0.88, ge=0.0, le=1.0)
-    stability_score_thresh: Finite = Field(default=0.95, ge=0.0, le=1.0)
-    box_nms_thresh: Finite = Field(default=0.7, ge=0.0, le=1.0)
-    min_mask_region_area: int = Field(default=0, ge=0, le=1_000_000)
+
+def _everything_field(name: str, default: float | int) -> tuple[Any, Any]:
+    kind = int if isinstance(default, int) else Finite
+    return kind, Field(default=default, **EVERYTHING_BOUNDS[name])
+
+
+EverythingRequest = create_model(
+    "EverythingRequest",
+    __config__=ConfigDict(extra="forbid"),
+    **{name: _everything_field(name, d) for name, d in EVERYTHING_DEFAULTS.items()},
+)
 
 
 class Annotation(BaseModel):
@@ -116,3 +136,9 @@ class Health(BaseModel):
 class ErrorBody(BaseModel):
     error: str = Field(description="machine-readable code, e.g. unknown_image")
     detail: str = Field(description="what was wrong, for people")
+
+
+#: The error answers every API route documents (``responses=`` of the route decorators).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422)
+}

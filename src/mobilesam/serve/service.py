@@ -1,9 +1,14 @@
 """The segmentation service: images in, embeddings cached, prompts answered.
 
-Framework-free (the HTTP layer in :mod:`mobilesam.serve.app` is a thin shell
-over it). One lock serialises every use of the model, so any number of
-request threads may call it; decoding uploads and encoding results happen
-outside the lock.
+Framework-free: the routers of :mod:`mobilesam.serve.routes` are a thin HTTP
+shell over it. Embeddings live in the package's one
+:class:`~mobilesam.inference.cache.EmbeddingCache`, keyed by
+:func:`~mobilesam.inference.cache.image_digest` of the decoded pixels, as
+:class:`CachedImage` entries; prompts are checked and answered by
+``SamPredictor`` (the service adds only its own limits), segment everything by
+the generator of :mod:`mobilesam.serve.everything`. One lock serialises every
+use of the model, so any number of request threads may call it; decoding
+uploads and encoding results happen outside the lock.
 """
 
 from __future__ import annotations
@@ -11,27 +16,40 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cache import CachedImage, EmbeddingCache, content_id
-from .codec import decode_image
+from ..inference.cache import EmbeddingCache, ImageEmbedding, image_digest
+from .codec import decode_upload
 from .errors import ServeError
+from .everything import ann_record, everything_options, make_generator
 from .limits import ServeLimits
 
 if TYPE_CHECKING:
     from ..modeling import Sam
 
-#: segment-everything options the service accepts, with their defaults (official values).
-EVERYTHING_DEFAULTS: dict[str, float | int] = {
-    "points_per_side": 32,
-    "pred_iou_thresh": 0.88,
-    "stability_score_thresh": 0.95,
-    "box_nms_thresh": 0.7,
-    "min_mask_region_area": 0,
-}
+
+@dataclass
+class CachedImage:
+    """One uploaded image as the service keeps it (the value of its embedding cache).
+
+    image: HxWx3 uint8 RGB, kept for segment-everything. embedding: its
+    1xCxhxw features (on the model's device) and (H, W) sizes. encode_ms: what
+    encoding took. everything: segment-everything results by their options.
+    """
+
+    image_id: str
+    image: np.ndarray
+    embedding: ImageEmbedding
+    encode_ms: float
+    everything: dict[tuple, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Pixels plus embedding: what the cache's byte budget counts."""
+        return int(self.image.nbytes) + self.embedding.nbytes
 
 
 @dataclass
@@ -59,7 +77,7 @@ class SegmentationService:
         weights: str = "checkpoint",
     ) -> None:
         self.limits = limits or ServeLimits()
-        self.cache = EmbeddingCache(self.limits.cache_bytes)
+        self.cache: EmbeddingCache[CachedImage] = EmbeddingCache(max_bytes=self.limits.cache_bytes)
         self.model_name = model_name
         self.weights = weights
         self._model_or_factory = model
@@ -71,6 +89,7 @@ class SegmentationService:
     # ------------------------------------------------------------------ model
     @property
     def model(self) -> Sam:
+        """The model, loaded (and its predictor made) on first use."""
         if self._model is None:
             with self._load_lock:
                 if self._model is None:
@@ -87,6 +106,7 @@ class SegmentationService:
 
     @property
     def mask_input_size(self) -> int:
+        """S of the 1xSxS low-res logits a prompt's ``mask_input`` holds (64 for 1024 inputs)."""
         return int(self.model.prompt_encoder.mask_input_size[0])
 
     def info(self) -> dict[str, Any]:
@@ -111,12 +131,12 @@ class SegmentationService:
     # ----------------------------------------------------------------- images
     def add_image(self, data: bytes) -> tuple[CachedImage, bool]:
         """Decode an uploaded file and cache its embedding; returns (entry, was_cached)."""
-        rgb = decode_image(data, self.limits.max_pixels)
+        rgb = decode_upload(data, self.limits.max_pixels)
         return self.add_array(rgb)
 
     def add_array(self, rgb: np.ndarray) -> tuple[CachedImage, bool]:
         """Cache the embedding of an HxWx3 uint8 RGB image; returns (entry, was_cached)."""
-        image_id = content_id(rgb)
+        image_id = image_digest(rgb)
         entry = self.cache.get(image_id)
         if entry is not None:
             return entry, True
@@ -127,16 +147,17 @@ class SegmentationService:
                 return entry, True
             t0 = time.perf_counter()
             predictor.set_image(rgb)
-            entry = CachedImage(
-                image_id=image_id,
-                image=rgb,
+            embedding = ImageEmbedding(
                 features=predictor.features,
                 original_size=tuple(predictor.original_size),
                 input_size=tuple(predictor.input_size),
-                encode_ms=(time.perf_counter() - t0) * 1000.0,
             )
+            encode_ms = (time.perf_counter() - t0) * 1000.0
             predictor.reset_image()
-        return self.cache.put(entry), False
+            # Stored before the lock is released, so a thread waiting with the same image
+            # finds it instead of encoding it again.
+            entry = self.cache.put(image_id, CachedImage(image_id, rgb, embedding, encode_ms))
+        return entry, False
 
     def get(self, image_id: str) -> CachedImage:
         """The cached image, or ``ServeError`` 404."""
@@ -159,7 +180,7 @@ class SegmentationService:
         if dtype not in ("float32", "float16"):
             raise ServeError(400, "bad_dtype", f"dtype must be float32 or float16, got {dtype!r}")
         entry = self.get(image_id)
-        return entry.features.detach().cpu().numpy().astype(dtype)
+        return entry.embedding.features.detach().cpu().numpy().astype(dtype)
 
     # ---------------------------------------------------------------- prompts
     def _ensure_predictor(self) -> Any:
@@ -168,58 +189,32 @@ class SegmentationService:
 
     def check_prompt(
         self,
-        entry: CachedImage,
+        size: tuple[int, int],
         points: Sequence[Sequence[float]] | None,
-        labels: Sequence[int] | None,
         box: Sequence[float] | None,
-    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        """Validate prompts against the image; ``ServeError`` 400 names the problem.
+    ) -> None:
+        """The service's own rules for a prompt on an (H, W) image; ``ServeError`` 400 if broken.
 
-        points: Nx2 XY pixels of the original image; labels: N of 1 (object) or
-        0 (background); box: XYXY pixels. Coordinates must lie within the image.
+        At least one point or a box, at most ``limits.max_points`` points, and
+        coordinates inside the image (a click outside it is a client's mistake).
+        Shapes, labels and box order are the predictor's to check.
         """
-        h, w = entry.original_size
+        h, w = size
         if not points and box is None:
             raise ServeError(400, "bad_prompt", "give at least one point or a box")
-        coords = lab = bx = None
-        if points:
-            if labels is None or len(labels) != len(points):
-                n = 0 if labels is None else len(labels)
+        if points and len(points) > self.limits.max_points:
+            raise ServeError(
+                400,
+                "bad_prompt",
+                f"{len(points)} points; at most {self.limits.max_points} are allowed",
+            )
+        for i, (x, y) in enumerate(points or ()):
+            if not (0 <= x <= w and 0 <= y <= h):
                 raise ServeError(
-                    400, "bad_prompt", f"{len(points)} points need {len(points)} labels, got {n}"
+                    400, "bad_prompt", f"point {i} ({x:g}, {y:g}) is outside the {w}x{h} image"
                 )
-            if len(points) > self.limits.max_points:
-                raise ServeError(
-                    400,
-                    "bad_prompt",
-                    f"{len(points)} points; at most {self.limits.max_points} are allowed",
-                )
-            bad = [v for v in labels if v not in (0, 1)]  # before numpy: any int may come in
-            if bad:
-                raise ServeError(
-                    400, "bad_prompt", f"labels must be 1 (object) or 0 (background), got {bad[0]}"
-                )
-            coords = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-            lab = np.asarray(labels, dtype=np.int64)
-            for i, (x, y) in enumerate(coords):
-                if not (np.isfinite(x) and np.isfinite(y) and 0 <= x <= w and 0 <= y <= h):
-                    raise ServeError(
-                        400,
-                        "bad_prompt",
-                        f"point {i} ({x:g}, {y:g}) is outside the {w}x{h} image",
-                    )
-        elif labels:
-            raise ServeError(400, "bad_prompt", "labels were given without points")
-        if box is not None:
-            bx = np.asarray(box, dtype=np.float64).reshape(4)
-            x0, y0, x1, y1 = bx
-            if not np.all(np.isfinite(bx)) or x1 < x0 or y1 < y0:
-                raise ServeError(
-                    400, "bad_prompt", f"box must be [x0, y0, x1, y1] with x0<=x1, y0<=y1: {box}"
-                )
-            if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-                raise ServeError(400, "bad_prompt", f"box {box} is outside the {w}x{h} image")
-        return coords, lab, bx
+        if box is not None and not all(0 <= v <= s for v, s in zip(box, (w, h, w, h))):
+            raise ServeError(400, "bad_prompt", f"box {list(box)} is outside the {w}x{h} image")
 
     def predict(
         self,
@@ -230,32 +225,30 @@ class SegmentationService:
         mask_input: np.ndarray | None = None,
         multimask: bool = True,
     ) -> Prediction:
-        """Masks for point / box prompts on a cached image (see :meth:`check_prompt`).
+        """Masks for point / box prompts on a cached image, in its pixels (x right, y down).
 
-        mask_input: 1xSxS low-res logits from an earlier prediction (S = mask_input_size).
-        Returns 3 masks with ``multimask`` (ambiguous single clicks), else 1.
+        points: Nx2 XY; labels: N of 1 (object) or 0 (background) (or -1, ignored,
+        as the predictor allows); box: XYXY; mask_input: 1xSxS low-res logits of
+        an earlier prediction (S = mask_input_size). Empty ``points`` / ``labels``
+        count as absent. Returns 3 masks with ``multimask`` (ambiguous single
+        clicks), else 1. :meth:`check_prompt` applies the service's limits; the
+        predictor's ``ValueError`` for a malformed prompt becomes a 400 ``bad_prompt``.
         """
         entry = self.get(image_id)
-        coords, lab, bx = self.check_prompt(entry, points, labels, box)
-        s = self.mask_input_size
-        if mask_input is not None and tuple(mask_input.shape) != (1, s, s):
-            raise ServeError(
-                400,
-                "bad_prompt",
-                f"mask_input must have shape 1x{s}x{s}, got {'x'.join(map(str, mask_input.shape))}",
-            )
+        emb = entry.embedding
+        self.check_prompt(emb.original_size, points, box)
         predictor = self._ensure_predictor()
         with self._lock:
-            predictor.set_embedding(entry.features, [entry.original_size], [entry.input_size])
+            predictor.set_embedding(emb.features, [emb.original_size], [emb.input_size])
             try:
                 masks, scores, low = predictor.predict(
-                    point_coords=coords,
-                    point_labels=lab,
-                    box=bx,
+                    point_coords=np.asarray(points, dtype=np.float64) if points else None,
+                    point_labels=np.asarray(labels) if labels else None,
+                    box=None if box is None else np.asarray(box, dtype=np.float64),
                     mask_input=mask_input,
                     multimask_output=multimask,
                 )
-            except ValueError as e:  # the predictor's own input checks
+            except ValueError as e:  # the predictor's checks of the prompt
                 raise ServeError(400, "bad_prompt", str(e)) from None
             finally:
                 predictor.reset_image()
@@ -265,22 +258,13 @@ class SegmentationService:
     def everything(self, image_id: str, **options: float | int) -> list[dict[str, Any]]:
         """All masks of a cached image (automatic mask generator), largest first.
 
-        ``options`` are keys of ``EVERYTHING_DEFAULTS``. Each record has
+        ``options`` are keys of ``EVERYTHING_DEFAULTS`` (see
+        :func:`~mobilesam.serve.everything.everything_options`). Each record has
         ``segmentation`` (COCO RLE), ``area``, ``bbox`` (XYWH), ``predicted_iou``,
         ``stability_score``, ``point_coords`` and ``crop_box``. Results are
         cached per image and options.
         """
-        unknown = set(options) - set(EVERYTHING_DEFAULTS)
-        if unknown:
-            raise ServeError(400, "bad_options", f"unknown options: {', '.join(sorted(unknown))}")
-        opts = {**EVERYTHING_DEFAULTS, **options}
-        pps = int(opts["points_per_side"])
-        if not 1 <= pps <= self.limits.max_points_per_side:
-            raise ServeError(
-                400,
-                "bad_options",
-                f"points_per_side must be 1-{self.limits.max_points_per_side}, got {pps}",
-            )
+        opts = everything_options(options, self.limits.max_points_per_side)
         entry = self.get(image_id)
         key = tuple(sorted(opts.items()))
         cached = entry.everything.get(key)
@@ -290,53 +274,9 @@ class SegmentationService:
             cached = entry.everything.get(key)
             if cached is not None:
                 return cached
-            generator = _make_generator(self.model, opts)
-            anns = generator.generate(entry.image)
-            records = sorted((_ann_record(a) for a in anns), key=lambda r: -r["area"])
+            anns = make_generator(self.model, opts).generate(entry.image)
+            records = sorted((ann_record(a) for a in anns), key=lambda r: -r["area"])
             while len(entry.everything) >= self.limits.everything_results_per_image:
                 entry.everything.pop(next(iter(entry.everything)))
             entry.everything[key] = records
         return records
-
-
-def _make_generator(model: Sam, opts: dict[str, float | int]) -> Any:
-    """The automatic mask generator in its fast mode when this install has one."""
-    from ..inference.amg import SamAutomaticMaskGenerator
-
-    kwargs = {
-        "points_per_side": int(opts["points_per_side"]),
-        "pred_iou_thresh": float(opts["pred_iou_thresh"]),
-        "stability_score_thresh": float(opts["stability_score_thresh"]),
-        "box_nms_thresh": float(opts["box_nms_thresh"]),
-        "min_mask_region_area": int(opts["min_mask_region_area"]),
-        "output_mode": "coco_rle",
-    }
-    try:
-        try:
-            return SamAutomaticMaskGenerator(model, fast=True, **kwargs)
-        except TypeError as e:
-            if "fast" not in str(e):
-                raise
-            return SamAutomaticMaskGenerator(model, **kwargs)
-    except NotImplementedError as e:
-        raise ServeError(
-            501, "not_available", f"segment-everything is not available: {e}"
-        ) from None
-
-
-def _ann_record(ann: dict[str, Any]) -> dict[str, Any]:
-    """A generator record with plain JSON types."""
-    seg = ann["segmentation"]
-    counts = seg["counts"]
-    return {
-        "segmentation": {
-            "size": [int(v) for v in seg["size"]],
-            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
-        },
-        "area": int(ann["area"]),
-        "bbox": [float(v) for v in ann["bbox"]],
-        "predicted_iou": float(ann["predicted_iou"]),
-        "stability_score": float(ann["stability_score"]),
-        "point_coords": [[float(x), float(y)] for x, y in np.asarray(ann["point_coords"])],
-        "crop_box": [float(v) for v in ann["crop_box"]],
-    }

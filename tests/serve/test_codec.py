@@ -1,4 +1,4 @@
-"""Upload decoding (hostile bytes), mask encodings, and the memory-bounded LRU."""
+"""Upload decoding (hostile bytes) and its HTTP errors; mask encodings."""
 
 from __future__ import annotations
 
@@ -6,13 +6,19 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mobilesam.serve.cache import CachedImage, EmbeddingCache, content_id
-from mobilesam.serve.codec import decode_image, mask_bbox, mask_to_png, mask_to_rle
+from mobilesam.io import ImageReadError
+from mobilesam.serve.codec import (
+    UPLOAD_ERRORS,
+    decode_mask_input,
+    decode_upload,
+    mask_bbox,
+    mask_to_png,
+    mask_to_rle,
+)
 from mobilesam.serve.errors import ServeError
 
 
@@ -28,7 +34,7 @@ SAMPLES = {fmt: _encoded(fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP", "TIFF", 
 
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
 def test_decodes_formats(fmt):
-    rgb = decode_image(SAMPLES[fmt], max_pixels=10_000)
+    rgb = decode_upload(SAMPLES[fmt], max_pixels=10_000)
     assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
 
 
@@ -36,8 +42,31 @@ def test_refuses_other_formats():
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, format="PDF")
     with pytest.raises(ServeError) as e:
-        decode_image(buf.getvalue(), max_pixels=10_000)
-    assert e.value.status == 400
+        decode_upload(buf.getvalue(), max_pixels=10_000)
+    assert (e.value.status, e.value.code) == (400, "not_an_image")
+
+
+@pytest.mark.parametrize(
+    "data, max_pixels, status, code",
+    [
+        (b"", 10_000, 400, "empty_upload"),
+        (b"hello", 10_000, 400, "not_an_image"),
+        (SAMPLES["PNG"][:200], 10_000, 400, "bad_image"),
+        (SAMPLES["PNG"], 1_000, 413, "image_too_large"),
+    ],
+)
+def test_read_errors_map_to_http_errors(data, max_pixels, status, code):
+    """Each reason of mobilesam.io's decoder becomes the status and code the API documents."""
+    with pytest.raises(ServeError) as e:
+        decode_upload(data, max_pixels=max_pixels)
+    assert (e.value.status, e.value.code) == (status, code)
+    assert e.value.message
+
+
+def test_every_mapped_reason_exists():
+    reasons = {"not_found", "empty", "not_an_image", "bad_image", "too_many_pixels"}
+    assert set(UPLOAD_ERRORS) <= reasons
+    assert ImageReadError("x").reason == "bad_image"  # the default: a 400 bad_image
 
 
 @settings(max_examples=150, deadline=None)
@@ -53,7 +82,7 @@ def test_corrupted_files_give_a_4xx_or_an_image(fmt, flips, cut):
         data[pos % len(data)] = value
     data = bytes(data[: max(0, len(data) - cut % len(data))])
     try:
-        rgb = decode_image(data, max_pixels=100_000)
+        rgb = decode_upload(data, max_pixels=100_000)
     except ServeError as e:
         assert 400 <= e.status < 500 and e.message
     else:
@@ -63,7 +92,7 @@ def test_corrupted_files_give_a_4xx_or_an_image(fmt, flips, cut):
 @given(st.binary(max_size=300))
 def test_random_bytes_give_a_4xx(data):
     with pytest.raises(ServeError) as e:
-        decode_image(data, max_pixels=100_000)
+        decode_upload(data, max_pixels=100_000)
     assert 400 <= e.value.status < 500
 
 
@@ -85,43 +114,15 @@ def test_mask_encodings_round_trip():
     assert mask_bbox(box) == [3, 2, 6, 3]
 
 
-def _entry(key: str, side: int) -> CachedImage:
-    return CachedImage(
-        image_id=key,
-        image=np.zeros((side, side, 3), np.uint8),
-        features=torch.zeros(1, 4, 2, 2),
-        original_size=(side, side),
-        input_size=(side, side),
-        encode_ms=0.0,
-    )
+def test_mask_input_is_decoded_not_validated():
+    import base64
 
-
-def test_lru_is_bounded_by_bytes():
-    one = _entry("a", 10).nbytes  # 300 + 64
-    cache = EmbeddingCache(max_bytes=2 * one)
-    cache.put(_entry("a", 10))
-    cache.put(_entry("b", 10))
-    assert cache.get("a") is not None  # "a" is now the most recent
-    cache.put(_entry("c", 10))  # evicts "b", the least recently used
-    assert "b" not in cache and "a" in cache and "c" in cache
-    assert cache.stats()["bytes"] == 2 * one and cache.stats()["evictions"] == 1
-    cache.put(_entry("big", 40))  # larger than the whole budget: kept alone
-    assert len(cache) == 1 and "big" in cache
-    assert cache.remove("big") and not cache.remove("big")
-    assert cache.stats()["bytes"] == 0
-
-
-def test_put_keeps_the_existing_entry():
-    cache = EmbeddingCache(max_bytes=10**6)
-    first = cache.put(_entry("a", 10))
-    assert cache.put(_entry("a", 10)) is first
-    assert cache.stats()["bytes"] == first.nbytes
-
-
-def test_content_id_depends_on_pixels_and_shape():
-    a = np.zeros((4, 6, 3), np.uint8)
-    assert content_id(a) == content_id(a.copy())
-    assert content_id(a) != content_id(np.zeros((6, 4, 3), np.uint8))
-    b = a.copy()
-    b[0, 0, 0] = 1
-    assert content_id(a) != content_id(b)
+    values = np.arange(16, dtype="<f4").reshape(1, 4, 4)
+    b64 = base64.b64encode(values.tobytes()).decode()
+    np.testing.assert_array_equal(decode_mask_input(b64, 4), values)
+    as_lists = decode_mask_input([[1.0, 2.0]], 4)  # the wrong shape is the predictor's to refuse
+    assert as_lists.dtype == np.float32 and as_lists.shape == (1, 2)
+    for bad in (b64[:-8], "@@@@", [[1.0], [2.0, 3.0]], [["a"]], [10**400]):
+        with pytest.raises(ServeError) as e:
+            decode_mask_input(bad, 4)
+        assert (e.value.status, e.value.code) == (400, "bad_prompt")

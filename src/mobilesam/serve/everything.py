@@ -1,0 +1,86 @@
+"""Segment everything for the service: the generator options it exposes, and its records.
+
+The options and their defaults come from
+:class:`~mobilesam.inference.amg_options.AmgOptions`, the one source of the
+automatic mask generator's settings; the service exposes five of them (the
+others keep their defaults) and :mod:`mobilesam.serve.schemas` builds the
+request body from the same names. Framework-free, like the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..inference.amg_options import AmgOptions
+from .errors import ServeError
+
+if TYPE_CHECKING:
+    from ..inference.amg import SamAutomaticMaskGenerator
+    from ..modeling import Sam
+
+#: The generator options a request may set, in the order the API documents them.
+EVERYTHING_OPTIONS = (
+    "points_per_side",
+    "pred_iou_thresh",
+    "stability_score_thresh",
+    "box_nms_thresh",
+    "min_mask_region_area",
+)
+
+#: Their defaults: AmgOptions' (the official values).
+EVERYTHING_DEFAULTS: dict[str, float | int] = {
+    name: getattr(AmgOptions(), name) for name in EVERYTHING_OPTIONS
+}
+
+
+def everything_options(
+    options: Mapping[str, float | int], max_points_per_side: int
+) -> dict[str, float | int]:
+    """All exposed options, defaults filled in and values of the defaults' types.
+
+    Raises ``ServeError`` 400 ``bad_options`` for an unknown option or a grid
+    over ``max_points_per_side`` (the service's cost limit).
+    """
+    unknown = set(options) - set(EVERYTHING_DEFAULTS)
+    if unknown:
+        raise ServeError(400, "bad_options", f"unknown options: {', '.join(sorted(unknown))}")
+    opts = {
+        name: type(default)(options.get(name, default))
+        for name, default in EVERYTHING_DEFAULTS.items()
+    }
+    pps = opts["points_per_side"]
+    if not 1 <= pps <= max_points_per_side:
+        raise ServeError(
+            400,
+            "bad_options",
+            f"points_per_side must be 1-{max_points_per_side}, got {pps}",
+        )
+    return opts
+
+
+def make_generator(model: Sam, options: Mapping[str, float | int]) -> SamAutomaticMaskGenerator:
+    """The automatic mask generator in its fast mode, answering COCO RLEs."""
+    from ..inference.amg import SamAutomaticMaskGenerator
+
+    return SamAutomaticMaskGenerator(model, fast=True, output_mode="coco_rle", **options)
+
+
+def ann_record(ann: dict[str, Any]) -> dict[str, Any]:
+    """A generator record with plain JSON types (RLE counts as text)."""
+    seg = ann["segmentation"]
+    counts = seg["counts"]
+    return {
+        "segmentation": {
+            "size": [int(v) for v in seg["size"]],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+        },
+        "area": int(ann["area"]),
+        "bbox": [float(v) for v in ann["bbox"]],
+        "predicted_iou": float(ann["predicted_iou"]),
+        "stability_score": float(ann["stability_score"]),
+        "point_coords": [[float(x), float(y)] for x, y in np.asarray(ann["point_coords"])],
+        "crop_box": [float(v) for v in ann["crop_box"]],
+    }
