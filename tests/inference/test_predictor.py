@@ -53,6 +53,7 @@ def test_bad_image_format(small_model):
         ({"point_coords": [[1, 2]], "point_labels": [1, 0]}, "point_labels must have shape"),
         ({"point_coords": [[np.nan, 2]], "point_labels": [1]}, "NaN"),
         ({"point_coords": [[np.inf, 2]], "point_labels": [1]}, "NaN or infinite"),
+        ({"point_coords": [[10**400, 2]], "point_labels": [1]}, "numeric"),
         ({"point_coords": [[1, 2]], "point_labels": [2]}, "1 \\(foreground\\)"),
         ({"point_coords": [[1, 2]], "point_labels": [0.5]}, "integers"),
         ({"box": [10, 10, 5, 20]}, "x1 >= x0"),
@@ -246,3 +247,25 @@ def test_set_embedding_reuses_a_computed_embedding(predictor, small_model):
         np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="one original and input size"):
         other.set_embedding(predictor.get_image_embedding(), [], [])
+
+
+def test_predictor_encodes_in_eval_mode_whatever_mode_the_model_is_in(small_model):
+    """TinyViT has BatchNorm: the predictor must encode with running statistics."""
+    model = build_model("vit_t", image_size=256)
+    sd = small_model.state_dict()
+    for k in sd:
+        if k.endswith("running_mean"):
+            sd[k] = torch.full_like(sd[k], 0.3)  # far from any batch's own statistics
+    model.load_state_dict(sd)
+    img = np.random.default_rng(2).integers(0, 256, (200, 256, 3), dtype=np.uint8)
+    reference = SamPredictor(model.eval())
+    reference.set_image(img)
+    model.train()  # e.g. a training loop left it so
+    predictor = SamPredictor(model)
+    assert not model.training
+    model.train()  # switched back after the predictor was made
+    predictor.set_image(img)
+    assert not model.training
+    torch.testing.assert_close(
+        predictor.get_image_embedding(), reference.get_image_embedding(), rtol=0, atol=0
+    )

@@ -54,7 +54,7 @@ def as_rgb_uint8(image: Any, image_format: str = "RGB", name: str = "image") -> 
 def _finite_array(value: Any, name: str, dtype: type = np.float64) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # huge Python ints overflow
         raise ValueError(f"{name} must be numeric, got {type(value).__name__}") from None
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values")

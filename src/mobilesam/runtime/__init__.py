@@ -6,6 +6,7 @@ predictor.set_image(rgb)
 masks, scores, low_res = predictor.predict(point_coords=[[500, 375]], point_labels=[1])
 """
 
-from .predictor import OnnxPredictor, load_session
+from .onnx_backend import load_session
+from .predictor import OnnxPredictor
 
 __all__ = ["OnnxPredictor", "load_session"]
