@@ -38,11 +38,11 @@ class RecordingDecoder:
         self.prepared_with.append(float(features[0, 0, 0, 0]))
         return features
 
-    def decode(self, prepared, coords, labels, boxes, mask_input, multimask, logits, isz, osz):
-        self.calls.append(dict(coords=coords, labels=labels, boxes=boxes, mask=mask_input))
-        b = len(coords) if coords is not None else len(boxes)
-        c = 3 if multimask else 1
-        masks = np.zeros((b, c, *osz), bool)
+    def decode(self, prepared, r):
+        self.calls.append(dict(coords=r.coords, labels=r.labels, boxes=r.boxes, mask=r.mask_input))
+        b = r.num_sets
+        c = 3 if r.multimask_output else 1
+        masks = np.zeros((b, c, *r.original_size), bool)
         return masks, np.full((b, c), float(prepared[0, 0, 0, 0])), np.zeros((b, c, 16, 16))
 
 

@@ -15,7 +15,9 @@ copied predictor. Torch-free: numpy, Pillow and the transform only.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,6 +39,38 @@ class EncoderBackend(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class DecodeRequest:
+    """B prompt sets for one image, and what to return for them.
+
+    coords BxNx2 XY and boxes Bx4 XYXY in the resized input frame, labels BxN
+    (1 fg, 0 bg, -1 ignore), mask_input Bx1xSxS low-res logits; any may be None.
+    Numpy arrays for ``DecoderBackend.decode``, tensors for the torch backends'
+    ``decode_torch``. Masks come back at ``original_size`` (H, W); the image was
+    resized to ``input_size`` (h, w) before encoding.
+    """
+
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+    coords: Any = None
+    labels: Any = None
+    boxes: Any = None
+    mask_input: Any = None
+    multimask_output: bool = True
+    return_logits: bool = False
+
+    @property
+    def num_sets(self) -> int:
+        """B, the number of prompt sets."""
+        for value in (self.coords, self.boxes, self.mask_input):
+            if value is not None:
+                return len(value)
+        return 1
+
+    def replace(self, **changes: Any) -> DecodeRequest:
+        return dataclasses.replace(self, **changes)
+
+
 class DecoderBackend(Protocol):
     """One image's embedding + prompts -> masks."""
 
@@ -47,23 +81,8 @@ class DecoderBackend(Protocol):
         """Per-image state computed once per embedding (1xCxhxw) before any prompt."""
         ...
 
-    def decode(
-        self,
-        prepared: Any,
-        coords: np.ndarray | None,
-        labels: np.ndarray | None,
-        boxes: np.ndarray | None,
-        mask_input: np.ndarray | None,
-        multimask_output: bool,
-        return_logits: bool,
-        input_size: tuple[int, int],
-        original_size: tuple[int, int],
-    ) -> Prediction:
-        """B prompt sets -> masks BxCxHxW, IoU BxC, low-res logits BxCxSxS (numpy).
-
-        coords BxNx2 float64 XY and boxes Bx4 XYXY in the resized input frame,
-        labels BxN int, mask_input Bx1xSxS float32; any may be None.
-        """
+    def decode(self, prepared: Any, request: DecodeRequest) -> Prediction:
+        """Masks BxCxHxW, IoU BxC, low-res logits BxCxSxS (numpy), C = 3 or 1."""
         ...
 
 
@@ -174,32 +193,22 @@ class PredictorCore:
 
     # ---------------------------------------------------------------- prompts
     def _decode_numpy(
-        self,
-        index: int,
-        coords: np.ndarray | None,
-        labels: np.ndarray | None,
-        boxes: np.ndarray | None,
-        mask_input: np.ndarray | None,
-        multimask_output: bool,
-        return_logits: bool,
+        self, index: int, multimask_output: bool, return_logits: bool, **prompts: Any
     ) -> Prediction:
         """Original-frame prompts with a leading prompt-set axis -> the decoder's outputs."""
         size = self.original_sizes[index]
-        if coords is not None:
-            coords = self.transform.apply_coords(coords, size)
-        if boxes is not None:
-            boxes = self.transform.apply_boxes(boxes, size)
-        return self.decoder.decode(
-            self.prepared(index),
-            coords,
-            labels,
-            boxes,
-            mask_input,
-            multimask_output,
-            return_logits,
+        if prompts.get("coords") is not None:
+            prompts["coords"] = self.transform.apply_coords(prompts["coords"], size)
+        if prompts.get("boxes") is not None:
+            prompts["boxes"] = self.transform.apply_boxes(prompts["boxes"], size)
+        request = DecodeRequest(
             self.input_sizes[index],
             size,
+            multimask_output=multimask_output,
+            return_logits=return_logits,
+            **prompts,
         )
+        return self.decoder.decode(self.prepared(index), request)
 
     def predict(
         self,
@@ -223,12 +232,12 @@ class PredictorCore:
         masks_in = check_mask_input(mask_input, self.decoder.mask_input_size)
         masks, iou, low = self._decode_numpy(
             0,
-            None if coords is None else coords[None],
-            None if labels is None else labels[None],
-            boxes,
-            None if masks_in is None else masks_in[None],
             multimask_output,
             return_logits,
+            coords=None if coords is None else coords[None],
+            labels=None if labels is None else labels[None],
+            boxes=boxes,
+            mask_input=None if masks_in is None else masks_in[None],
         )
         return masks[0], iou[0], low[0]
 
@@ -265,7 +274,13 @@ class PredictorCore:
             coords, labels, boxes, masks_in = self._batch_entry(i, **args)
             results.append(
                 self._decode_numpy(
-                    i, coords, labels, boxes, masks_in, multimask_output, return_logits
+                    i,
+                    multimask_output,
+                    return_logits,
+                    coords=coords,
+                    labels=labels,
+                    boxes=boxes,
+                    mask_input=masks_in,
                 )
             )
         return results

@@ -22,6 +22,7 @@ import torch
 
 from ..modeling import Sam
 from .cache import EmbeddingCache, ImageEmbedding, image_digest
+from .core import DecodeRequest
 from .fast_decoder import FastPointDecoder
 from .optimize import OptimizeConfig, optimize_model
 from .predictor import SamPredictor
@@ -45,41 +46,21 @@ class FastTorchDecoder(TorchDecoder):
             self.fast.set_embedding(features)
         return super().prepare(features)
 
-    def decode_torch(
-        self,
-        prepared: Any,
-        point_coords: torch.Tensor | None,
-        point_labels: torch.Tensor | None,
-        boxes: torch.Tensor | None,
-        mask_input: torch.Tensor | None,
-        multimask_output: bool,
-        return_logits: bool,
-        input_size: tuple[int, int],
-        original_size: tuple[int, int],
-    ) -> TorchPrediction:
-        if mask_input is not None or (point_coords is None and boxes is None):
-            return super().decode_torch(
-                prepared,
-                point_coords,
-                point_labels,
-                boxes,
-                mask_input,
-                multimask_output,
-                return_logits,
-                input_size,
-                original_size,
-            )
-        if (point_coords is None) != (point_labels is None):
+    def decode_torch(self, prepared: Any, request: DecodeRequest) -> TorchPrediction:
+        r = request
+        if r.mask_input is not None or (r.coords is None and r.boxes is None):
+            return super().decode_torch(prepared, request)
+        if (r.coords is None) != (r.labels is None):
             raise ValueError("point_coords and point_labels must be given together")
-        points = (point_coords, point_labels) if point_coords is not None else None
+        points = (r.coords, r.labels) if r.coords is not None else None
         with torch.inference_mode():
-            sparse, _ = self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
-            ids = (1, 2, 3) if multimask_output else (0,)
+            sparse, _ = self.model.prompt_encoder(points=points, boxes=r.boxes, masks=None)
+            ids = (1, 2, 3) if r.multimask_output else (0,)
             tokens, keys = self.fast.transformer(sparse, ids)  # final attention: needed rows only
             low_res = self.fast.masks(tokens, keys, ids)
-            iou = self.fast.iou(tokens, multimask_output)
-            masks = self.model.postprocess_masks(low_res, input_size, original_size)
-        if not return_logits:
+            iou = self.fast.iou(tokens, r.multimask_output)
+            masks = self.model.postprocess_masks(low_res, r.input_size, r.original_size)
+        if not r.return_logits:
             masks = masks > self.mask_threshold
         return masks, iou, low_res
 

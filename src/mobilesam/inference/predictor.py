@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..modeling import Sam
-from .core import DecoderBackend, Prediction, PredictorCore
+from .core import DecoderBackend, DecodeRequest, Prediction, PredictorCore
 from .torch_backend import TorchDecoder, TorchEncoder
 
 __all__ = ["Prediction", "SamPredictor"]
@@ -72,18 +72,18 @@ class SamPredictor(PredictorCore):
         decoder backend when it takes tensors (``decode_torch``), else the exact one.
         """
         self._require_image()
-        if hasattr(self.decoder, "decode_torch"):
-            backend, prepared = self.decoder, self.prepared(0)
-        else:
-            backend, prepared = self.torch_decoder, self.torch_decoder.prepare(self.features[0:1])
-        return backend.decode_torch(  # type: ignore[attr-defined]
-            prepared,
-            point_coords,
-            point_labels,
-            boxes,
-            mask_input,
-            multimask_output,
-            return_logits,
+        request = DecodeRequest(
             self.input_sizes[0],
             self.original_sizes[0],
+            coords=point_coords,
+            labels=point_labels,
+            boxes=boxes,
+            mask_input=mask_input,
+            multimask_output=multimask_output,
+            return_logits=return_logits,
+        )
+        if hasattr(self.decoder, "decode_torch"):
+            return self.decoder.decode_torch(self.prepared(0), request)  # type: ignore[attr-defined]
+        return self.torch_decoder.decode_torch(
+            self.torch_decoder.prepare(self.features[0:1]), request
         )

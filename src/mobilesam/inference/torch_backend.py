@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..modeling import Sam
+from .core import DecodeRequest
 
 TorchPrediction = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -74,70 +75,42 @@ class TorchDecoder:
         with torch.no_grad():
             return features, self.model.prompt_encoder.get_dense_pe()
 
-    def tensors(
-        self,
-        coords: np.ndarray | None,
-        labels: np.ndarray | None,
-        boxes: np.ndarray | None,
-        mask_input: np.ndarray | None,
-    ) -> tuple[torch.Tensor | None, ...]:
-        """Input-frame numpy prompts -> float32 / int32 tensors on the model's device."""
+    def tensors(self, request: DecodeRequest) -> DecodeRequest:
+        """Numpy prompts -> float32 / int32 tensors on the model's device."""
         dev = self.model.device
-        ct = None if coords is None else torch.as_tensor(coords, dtype=torch.float, device=dev)
-        lt = None if labels is None else torch.as_tensor(labels, dtype=torch.int, device=dev)
-        bt = None if boxes is None else torch.as_tensor(boxes, dtype=torch.float, device=dev)
-        mt = (
-            None
-            if mask_input is None
-            else torch.as_tensor(mask_input, dtype=torch.float, device=dev)
+
+        def t(value: Any, dtype: torch.dtype) -> torch.Tensor | None:
+            return None if value is None else torch.as_tensor(value, dtype=dtype, device=dev)
+
+        return request.replace(
+            coords=t(request.coords, torch.float),
+            labels=t(request.labels, torch.int),
+            boxes=t(request.boxes, torch.float),
+            mask_input=t(request.mask_input, torch.float),
         )
-        return ct, lt, bt, mt
 
     def decode(
-        self,
-        prepared: Any,
-        coords: np.ndarray | None,
-        labels: np.ndarray | None,
-        boxes: np.ndarray | None,
-        mask_input: np.ndarray | None,
-        multimask_output: bool,
-        return_logits: bool,
-        input_size: tuple[int, int],
-        original_size: tuple[int, int],
+        self, prepared: Any, request: DecodeRequest
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ct, lt, bt, mt = self.tensors(coords, labels, boxes, mask_input)
-        out = self.decode_torch(
-            prepared, ct, lt, bt, mt, multimask_output, return_logits, input_size, original_size
-        )
+        out = self.decode_torch(prepared, self.tensors(request))
         return tuple(t.cpu().numpy() for t in out)  # type: ignore[return-value]
 
     @torch.no_grad()
-    def decode_torch(
-        self,
-        prepared: Any,
-        point_coords: torch.Tensor | None,
-        point_labels: torch.Tensor | None,
-        boxes: torch.Tensor | None,
-        mask_input: torch.Tensor | None,
-        multimask_output: bool,
-        return_logits: bool,
-        input_size: tuple[int, int],
-        original_size: tuple[int, int],
-    ) -> TorchPrediction:
+    def decode_torch(self, prepared: Any, request: DecodeRequest) -> TorchPrediction:
         """Tensor prompts in the input frame -> masks BxCxHxW, IoU BxC, low-res BxCxSxS."""
-        if (point_coords is None) != (point_labels is None):
+        r = request
+        if (r.coords is None) != (r.labels is None):
             raise ValueError("point_coords and point_labels must be given together")
         features, dense_pe = prepared
-        points = (point_coords, point_labels) if point_coords is not None else None
         masks, iou, low = self.model.decode(
             features,
-            points=points,
-            boxes=boxes,
-            mask_input=mask_input,
-            multimask_output=multimask_output,
-            input_size=input_size,
-            original_size=original_size,
-            return_logits=return_logits,
+            points=(r.coords, r.labels) if r.coords is not None else None,
+            boxes=r.boxes,
+            mask_input=r.mask_input,
+            multimask_output=r.multimask_output,
+            input_size=r.input_size,
+            original_size=r.original_size,
+            return_logits=r.return_logits,
             image_pe=dense_pe,
         )
         assert masks is not None

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from ..inference.core import DecodeRequest
+
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -147,36 +149,26 @@ class OnnxDecoder:
         }
         return self.session.run(None, feed)
 
-    def decode(
-        self,
-        prepared: Any,
-        coords: np.ndarray | None,
-        labels: np.ndarray | None,
-        boxes: np.ndarray | None,
-        mask_input: np.ndarray | None,
-        multimask_output: bool,
-        return_logits: bool,
-        input_size: tuple[int, int],
-        original_size: tuple[int, int],
-    ) -> Prediction:
-        if coords is None and boxes is None:
+    def decode(self, prepared: Any, request: DecodeRequest) -> Prediction:
+        r = request
+        if r.coords is None and r.boxes is None:
             raise ValueError(
                 "the ONNX decoder needs at least one point or a box (SAM's ONNX signature "
                 "has no prompt-free form)"
             )
-        b = len(coords) if coords is not None else len(boxes)  # type: ignore[arg-type]
-        c, lab = self.sam_prompts(coords, labels, boxes, b)
-        if mask_input is None:
-            outputs = self.run(prepared, c, lab, None, original_size)
+        b = r.num_sets
+        c, lab = self.sam_prompts(r.coords, r.labels, r.boxes, b)
+        if r.mask_input is None:
+            outputs = self.run(prepared, c, lab, None, r.original_size)
         else:  # the graph takes one mask input: one call per prompt set
             runs = [
-                self.run(prepared, c[i : i + 1], lab[i : i + 1], mask_input[i], original_size)
+                self.run(prepared, c[i : i + 1], lab[i : i + 1], r.mask_input[i], r.original_size)
                 for i in range(b)
             ]
             outputs = [np.concatenate(parts, axis=0) for parts in zip(*runs)]
         masks, iou, low = outputs
-        sel = slice(1, None) if multimask_output else slice(0, 1)
+        sel = slice(1, None) if r.multimask_output else slice(0, 1)
         masks, iou, low = masks[:, sel], iou[:, sel], low[:, sel]
-        if not return_logits:
+        if not r.return_logits:
             masks = masks > self.mask_threshold
         return masks, iou, low

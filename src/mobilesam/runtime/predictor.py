@@ -89,4 +89,4 @@ class OnnxPredictor(PredictorCore):
         """
         self._require_image()
         coords, labels = check_points(point_coords, point_labels, batched=True)
-        return self._decode_numpy(0, coords, labels, None, None, multimask_output, return_logits)
+        return self._decode_numpy(0, multimask_output, return_logits, coords=coords, labels=labels)
