@@ -106,8 +106,9 @@ def run(args: argparse.Namespace) -> dict:
     if args.tune_malloc:
         tune_malloc()
 
-    from mobilesam import SamAutomaticMaskGenerator, sam_model_registry
+    from mobilesam import SamAutomaticMaskGenerator
     from mobilesam.io import read_image
+    from mobilesam.loading import load_model
 
     if args.images:
         images = {Path(p).stem: read_image(p) for p in args.images}
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> dict:
         images = derived_images()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(args.checkpoint) if args.checkpoint else parity_checkpoint(Path(tmp))
-        model = sam_model_registry[args.model](checkpoint=str(ckpt)).eval()
+        model = load_model(args.model, ckpt)
     params = {
         "points_per_side": args.points_per_side,
         "points_per_batch": args.points_per_batch,

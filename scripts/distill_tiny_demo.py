@@ -77,6 +77,7 @@ def main() -> None:
     from mobilesam.distill.cache import EmbeddingCache
     from mobilesam.distill.report import plot_curves, summarize
     from mobilesam.distill.sources import load_rgb, split_holdout
+    from mobilesam.loading import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/tiny_demo")
@@ -98,7 +99,7 @@ def main() -> None:
     )
     torch.manual_seed(123)
     teacher_file = save_checkpoint(build_model(config), out / "teacher.safetensors")
-    teacher = build_model(checkpoint=teacher_file)
+    teacher = load_model(None, teacher_file)
     build_cache(out / "cache", open_source(out / "images"), teacher, shard_size=16)
     cfg = DistillConfig(
         out=str(out / "run"), cache=str(out / "cache"), student="vit_t_micro", batch_size=4,

@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..inference.amg import SamAutomaticMaskGenerator
     from ..io import ImageReadError, list_images, read_image
+    from ..loading import ModelLoadError
 
     paths = list_images(args.inputs)
     if not paths:
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             args.device = f"cuda:{os.environ['LOCAL_RANK']}"
         try:
             model = load_model(args)
-        except Exception as e:  # noqa: BLE001 - shown to the user without a traceback
+        except ModelLoadError as e:
             return fail(f"cannot load the model: {e}")
         options = AmgOptions(**{name: getattr(args, name) for name, _, _ in option_fields()})
         try:

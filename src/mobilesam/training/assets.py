@@ -48,11 +48,14 @@ def shipped_checkpoint(name: str) -> Path:
 
 
 def load_shipped(name: str, device: str | torch.device = "cpu") -> Sam:
-    """A shipped model in float32, eval mode."""
-    from ..build import build_model
+    """A shipped model in float32, eval mode.
 
-    model = build_model(checkpoint=shipped_checkpoint(name))
-    return model.float().to(device).eval()
+    Loaded by :func:`mobilesam.loading.load_model`: the model is built in float32
+    from the recorded config and the float16 tensors are copied into it.
+    """
+    from ..loading import load_model
+
+    return load_model(None, shipped_checkpoint(name), device=device)
 
 
 def shipped_recipe() -> dict[str, Any]:
