@@ -28,10 +28,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 
 
 def write_images(folder: Path, count: int, seed: int) -> None:
-    from PIL import Image
+    from mobilesam.io import read_image, save_png
 
     rng = np.random.default_rng(seed)
-    photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(SHARED.glob("*.jpg"))]
+    photos = [read_image(p) for p in sorted(SHARED.glob("*.jpg"))]
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         h, w = int(rng.integers(60, 160)), int(rng.integers(60, 160))
@@ -45,7 +45,7 @@ def write_images(folder: Path, count: int, seed: int) -> None:
                 y0, x0 = int(rng.integers(0, h - 10)), int(rng.integers(0, w - 10))
                 dy, dx = int(rng.integers(8, 40)), int(rng.integers(8, 40))
                 img[y0 : y0 + dy, x0 : x0 + dx] = rng.integers(0, 256, 3)
-        Image.fromarray(img).save(folder / f"img_{i:03d}.png")
+        save_png(folder / f"img_{i:03d}.png", img)
 
 
 def mask_agreement(model, teacher, images: list[np.ndarray]) -> float:

@@ -65,7 +65,8 @@ def test_segment_unreadable_image(tmp_path, capsys):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
     assert main(["segment", str(bad), "--point", "1,1", "--out", str(tmp_path / "m.png")]) == 2
-    assert "cannot decode" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.jpg" in err and "not an image" in err
 
 
 def test_segment_without_weights_says_where_to_put_them(tmp_path, monkeypatch, capsys):
