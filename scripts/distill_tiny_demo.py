@@ -50,6 +50,7 @@ def write_images(folder: Path, count: int, seed: int) -> None:
 
 def mask_agreement(model, teacher, images: list[np.ndarray]) -> float:
     """Mean IoU of ``model``'s best mask against ``teacher``'s for 3 point prompts per image."""
+    from mobilesam.inference.masks import mask_iou
     from mobilesam.inference.predictor import SamPredictor
 
     def best(pred: SamPredictor, point: list[int]) -> np.ndarray:
@@ -62,9 +63,7 @@ def mask_agreement(model, teacher, images: list[np.ndarray]) -> float:
         a.set_image(img)
         b.set_image(img)
         for point in ([w // 2, h // 2], [w // 4, h // 4], [3 * w // 4, 2 * h // 3]):
-            s, t = best(a, point), best(b, point)
-            union = (s | t).sum()
-            ious.append(float((s & t).sum() / union) if union else 1.0)
+            ious.append(mask_iou(best(a, point), best(b, point)))
     return float(np.mean(ious))
 
 
