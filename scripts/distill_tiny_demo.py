@@ -76,6 +76,7 @@ def main() -> None:
     from mobilesam.distill.cache import EmbeddingCache
     from mobilesam.distill.report import plot_curves, summarize
     from mobilesam.distill.sources import load_rgb, split_holdout
+    from mobilesam.io import atomic_write_text
     from mobilesam.loading import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -124,7 +125,7 @@ def main() -> None:
         "trained": mask_agreement(trained, teacher, images),
         "prompts": 3 * len(images),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..inference.masks import mask_iou
+from ..io import atomic_write_text
 from .backends import BACKENDS, Backend, onnx_backend, torch_backend
 from .measure import count_flops, matmul_peak, round_robin
 
@@ -262,8 +263,7 @@ def run_suite(models: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
         "models": [bench_model(n, m, cfg, peak["gflops"]) for n, m in models.items()],
     }
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "bench.json", json.dumps(report, indent=2) + "\n")
     from .report import plot_report
 
     plot_report(report, out / "bench.png")
