@@ -73,7 +73,7 @@ def main() -> None:
     from mobilesam.build import SamConfig, ViTConfig, build_model, build_sam
     from mobilesam.checkpoint import load_state_dict_strict, read_state_dict, save_checkpoint
     from mobilesam.distill import DistillConfig, Distiller, assemble, build_cache, open_source
-    from mobilesam.distill.cache import EmbeddingCache
+    from mobilesam.distill.cache import TeacherEmbeddingStore
     from mobilesam.distill.report import plot_curves, summarize
     from mobilesam.distill.sources import load_rgb, split_holdout
     from mobilesam.io import atomic_write_text
@@ -116,7 +116,7 @@ def main() -> None:
     for part in ("prompt_encoder", "mask_decoder"):
         sub = {k[len(part) + 1 :]: v for k, v in sd.items() if k.startswith(part + ".")}
         load_state_dict_strict(getattr(untrained, part), sub)
-    cache = EmbeddingCache(out / "cache")
+    cache = TeacherEmbeddingStore(out / "cache")
     held = split_holdout(len(cache), args.holdout, args.seed)[1]
     images = [load_rgb(cache.image_path(i)) for i in held]
     summary = summarize(out / "run")

@@ -1,4 +1,8 @@
-"""Teacher-embedding cache: compute once, train many times.
+"""Teacher-embedding cache on disk: compute once, train many times.
+
+:func:`build_cache` writes it; :class:`TeacherEmbeddingStore` reads it (not to be
+confused with :class:`mobilesam.inference.cache.EmbeddingCache`, the in-memory
+cache of a predictor's image embeddings).
 
 Layout of a cache folder::
 
@@ -311,9 +315,9 @@ def build_cache(
     if not report.complete and env.is_main:
         report.complete = finalize_cache(out)
     if report.complete:
-        cache = EmbeddingCache(out)
-        report.cached = len(cache)
-        report.failed = [f"{f['key']}: {f['error']}" for f in cache.failed]
+        store = TeacherEmbeddingStore(out)
+        report.cached = len(store)
+        report.failed = [f"{f['key']}: {f['error']}" for f in store.failed]
     else:
         report.failed = newly_failed  # this run's; earlier ones are in their shard's .json
     report.seconds = time.perf_counter() - t0
@@ -339,8 +343,8 @@ def finalize_cache(out: str | Path) -> bool:
     return True
 
 
-class EmbeddingCache:
-    """Read side of a complete cache: entries in source order, embeddings by number."""
+class TeacherEmbeddingStore:
+    """Read side of a complete cache folder: entries in source order, embeddings by number."""
 
     def __init__(self, path: str | Path, images_root: str | Path | None = None) -> None:
         self.path = Path(path)
