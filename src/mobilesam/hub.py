@@ -9,7 +9,6 @@ once it is complete and loads as a checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -142,12 +141,3 @@ def resolve_checkpoint(
             f"{path}, run `mobilesam weights download {model}`, or pass --checkpoint FILE."
         )
     return download(model)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file (to compare with a published checksum)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
