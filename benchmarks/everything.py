@@ -5,8 +5,10 @@
 Without IMAGE arguments, three test photos are derived from the shared photos
 (mirrored / cropped / rescaled, so none of them is a file of ../shared/images).
 Without --checkpoint, MobileSAM with the generated parity weights (vit_t, seed 0)
-is used. For each image: the exact generator, then the fast one (fresh, so its
-encoder runs too), then the fast one again on the same image (embedding reused).
+is used; the model is loaded by ``mobilesam.loading.load_model`` and the generator
+flags' defaults are ``AmgOptions``'. For each image: the exact generator, then the
+fast one (fresh, so its encoder runs too), then the fast one again on the same
+image (embedding reused).
 Prints time per image with the encoder / decoder / post-processing split, the
 speed ratio, and how well the fast masks match the exact ones (one-to-one greedy
 matching by mask IoU); draws a bar chart.
@@ -106,8 +108,9 @@ def run(args: argparse.Namespace) -> dict:
     if args.tune_malloc:
         tune_malloc()
 
-    from mobilesam import SamAutomaticMaskGenerator, sam_model_registry
+    from mobilesam import SamAutomaticMaskGenerator
     from mobilesam.io import read_image
+    from mobilesam.loading import load_model
 
     if args.images:
         images = {Path(p).stem: read_image(p) for p in args.images}
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> dict:
         images = derived_images()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(args.checkpoint) if args.checkpoint else parity_checkpoint(Path(tmp))
-        model = sam_model_registry[args.model](checkpoint=str(ckpt)).eval()
+        model = load_model(args.model, ckpt)
     params = {
         "points_per_side": args.points_per_side,
         "points_per_batch": args.points_per_batch,
@@ -197,6 +200,8 @@ def draw(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from mobilesam.visualize import save_figure
+
     rows = result["rows"]
     labels, parts = [], []
     for r in rows:
@@ -219,24 +224,25 @@ def draw(result: dict, path: Path) -> None:
     ax.set_title(f"Segment everything, exact vs fast: {s['speedup']:.1f}x faster overall")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mobilesam.inference.amg_options import AmgOptions
+
+    defaults = AmgOptions()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("images", nargs="*", help="photos (default: three derived test photos)")
     ap.add_argument("--model", default="vit_t")
     ap.add_argument("--checkpoint", default=None, help="default: generated parity weights")
-    ap.add_argument("--points-per-side", type=int, default=32)
-    ap.add_argument("--points-per-batch", type=int, default=64)
-    ap.add_argument("--pred-iou-thresh", type=float, default=0.88)
-    ap.add_argument("--stability-score-thresh", type=float, default=0.95)
+    ap.add_argument("--points-per-side", type=int, default=defaults.points_per_side)
+    ap.add_argument("--points-per-batch", type=int, default=defaults.points_per_batch)
+    ap.add_argument("--pred-iou-thresh", type=float, default=defaults.pred_iou_thresh)
+    ap.add_argument("--stability-score-thresh", type=float, default=defaults.stability_score_thresh)
     ap.add_argument(
         "--box-nms-thresh",
         type=float,
-        default=0.7,
+        default=defaults.box_nms_thresh,
         help="1.0 keeps nearly every candidate: an agreement check on many masks",
     )
     ap.add_argument("--min-iou", type=float, default=0.9, help="IoU for a matched mask")
@@ -254,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         draw(result, args.png)
         print(f"chart: {args.png}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1, default=float))
+        from mobilesam.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1, default=float))
     return 0
 
 

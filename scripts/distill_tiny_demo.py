@@ -28,10 +28,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 
 
 def write_images(folder: Path, count: int, seed: int) -> None:
-    from PIL import Image
+    from mobilesam.io import read_image, save_png
 
     rng = np.random.default_rng(seed)
-    photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(SHARED.glob("*.jpg"))]
+    photos = [read_image(p) for p in sorted(SHARED.glob("*.jpg"))]
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         h, w = int(rng.integers(60, 160)), int(rng.integers(60, 160))
@@ -45,11 +45,12 @@ def write_images(folder: Path, count: int, seed: int) -> None:
                 y0, x0 = int(rng.integers(0, h - 10)), int(rng.integers(0, w - 10))
                 dy, dx = int(rng.integers(8, 40)), int(rng.integers(8, 40))
                 img[y0 : y0 + dy, x0 : x0 + dx] = rng.integers(0, 256, 3)
-        Image.fromarray(img).save(folder / f"img_{i:03d}.png")
+        save_png(folder / f"img_{i:03d}.png", img)
 
 
 def mask_agreement(model, teacher, images: list[np.ndarray]) -> float:
     """Mean IoU of ``model``'s best mask against ``teacher``'s for 3 point prompts per image."""
+    from mobilesam.inference.masks import mask_iou
     from mobilesam.inference.predictor import SamPredictor
 
     def best(pred: SamPredictor, point: list[int]) -> np.ndarray:
@@ -62,9 +63,7 @@ def mask_agreement(model, teacher, images: list[np.ndarray]) -> float:
         a.set_image(img)
         b.set_image(img)
         for point in ([w // 2, h // 2], [w // 4, h // 4], [3 * w // 4, 2 * h // 3]):
-            s, t = best(a, point), best(b, point)
-            union = (s | t).sum()
-            ious.append(float((s & t).sum() / union) if union else 1.0)
+            ious.append(mask_iou(best(a, point), best(b, point)))
     return float(np.mean(ious))
 
 
@@ -74,9 +73,11 @@ def main() -> None:
     from mobilesam.build import SamConfig, ViTConfig, build_model, build_sam
     from mobilesam.checkpoint import load_state_dict_strict, read_state_dict, save_checkpoint
     from mobilesam.distill import DistillConfig, Distiller, assemble, build_cache, open_source
-    from mobilesam.distill.cache import EmbeddingCache
+    from mobilesam.distill.cache import TeacherEmbeddingStore
     from mobilesam.distill.report import plot_curves, summarize
     from mobilesam.distill.sources import load_rgb, split_holdout
+    from mobilesam.io import atomic_write_text
+    from mobilesam.loading import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/tiny_demo")
@@ -98,7 +99,7 @@ def main() -> None:
     )
     torch.manual_seed(123)
     teacher_file = save_checkpoint(build_model(config), out / "teacher.safetensors")
-    teacher = build_model(checkpoint=teacher_file)
+    teacher = load_model(None, teacher_file)
     build_cache(out / "cache", open_source(out / "images"), teacher, shard_size=16)
     cfg = DistillConfig(
         out=str(out / "run"), cache=str(out / "cache"), student="vit_t_micro", batch_size=4,
@@ -115,7 +116,7 @@ def main() -> None:
     for part in ("prompt_encoder", "mask_decoder"):
         sub = {k[len(part) + 1 :]: v for k, v in sd.items() if k.startswith(part + ".")}
         load_state_dict_strict(getattr(untrained, part), sub)
-    cache = EmbeddingCache(out / "cache")
+    cache = TeacherEmbeddingStore(out / "cache")
     held = split_holdout(len(cache), args.holdout, args.seed)[1]
     images = [load_rgb(cache.image_path(i)) for i in held]
     summary = summarize(out / "run")
@@ -124,7 +125,7 @@ def main() -> None:
         "trained": mask_agreement(trained, teacher, images),
         "prompts": 3 * len(images),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
 
 

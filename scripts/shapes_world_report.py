@@ -23,9 +23,9 @@ MODELS = {
 
 
 def _load(path: Path):
-    from mobilesam.build import build_model
+    from mobilesam.loading import load_model
 
-    return build_model(checkpoint=path).float().eval()
+    return load_model(None, path)  # float32 even from the float16 shipped files
 
 
 def latency(models: dict, reps: int = 20) -> dict[str, dict[str, float]]:

@@ -1,20 +1,21 @@
 """Official weight files: where they come from and where they are cached.
 
-Without ``--checkpoint`` the CLI looks for the official file in the cache
-(``$MOBILESAM_HOME``, default ``~/.cache/mobilesam``) and otherwise downloads
-it there, atomically: the file appears under its final name only once it is
-complete and loads as a checkpoint.
+Without a checkpoint, :func:`mobilesam.loading.load_model` (and so the CLI)
+looks for the official file in the cache (``$MOBILESAM_HOME``, default
+``~/.cache/mobilesam``) and otherwise downloads it there, atomically
+(:func:`mobilesam.io.atomic_path`): the file appears under its final name only
+once it is complete and loads as a checkpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from .io import atomic_path
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,8 @@ def download(model: str, url: str | None = None, progress: bool = True) -> Path:
     """Download the official weights for ``model`` into the cache; returns the path.
 
     Written to a temporary file beside the target, checked to load as a
-    checkpoint, then renamed: an interrupted download never leaves a file under
-    the final name.
+    checkpoint, then renamed: an interrupted or refused download never leaves a
+    file under the final name.
     """
     from tqdm import tqdm
 
@@ -96,12 +97,9 @@ def download(model: str, url: str | None = None, progress: bool = True) -> Path:
     info = weights_info(model)
     url = url or info.url
     target = cached_path(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(target, suffix=".part") as tmp:
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
                 total = int(resp.headers.get("Content-Length") or 0) or None
                 with tqdm(
                     total=total, unit="B", unit_scale=True, desc=info.filename, disable=not progress
@@ -122,10 +120,6 @@ def download(model: str, url: str | None = None, progress: bool = True) -> Path:
             raise WeightsUnavailableError(
                 f"downloaded file is not a valid checkpoint: {e}"
             ) from None
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return target
 
 
@@ -147,12 +141,3 @@ def resolve_checkpoint(
             f"{path}, run `mobilesam weights download {model}`, or pass --checkpoint FILE."
         )
     return download(model)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file (to compare with a published checksum)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

@@ -1,11 +1,16 @@
-"""Pictures of results: masks and prompts drawn over the photo."""
+"""Pictures of results: masks and prompts drawn over the photo; charts saved to files."""
 
 from __future__ import annotations
 
 import colorsys
+import os
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .io import atomic_path
 
 
 def palette(n: int, seed: int = 0) -> np.ndarray:
@@ -62,3 +67,18 @@ def draw_prompts(
             fill = (30, 220, 60) if lab == 1 else (235, 40, 40) if lab == 0 else (160, 160, 160)
             d.ellipse([x - r, y - r, x + r, y + r], fill=fill, outline=(255, 255, 255), width=2)
     return np.asarray(im)
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Save a matplotlib figure atomically and close it; the format follows the suffix.
+
+    The reports' charts (benchmarks, training curves) all go through here, so an
+    interrupted run never leaves a half-written picture.
+    """
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:  # the temporary name's suffix is not the format
+        fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower() or "png")
+    plt.close(fig)
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,3 +76,36 @@ def test_clear_errors(world, tmp_path, capsys):
     missing = str(tmp_path / "nope.safetensors")
     code = main(["eval", "--model", missing, "--gt", gt, "--images", str(root / "scenes")])
     assert code == 2 and "not a file" in capsys.readouterr().err
+
+
+def test_model_spec_forms(world, tmp_path):
+    from mobilesam.cli.eval import parse_model_spec
+    from mobilesam.loading import ModelLoadError
+    from mobilesam.training.assets import shipped_checkpoint
+
+    _, (a, _) = world
+    assert parse_model_spec(str(a)) == (None, a)
+    assert parse_model_spec("shapes_student") == (None, shipped_checkpoint("shapes_student"))
+    assert parse_model_spec("vit_t=w.pt") == ("vit_t", Path("w.pt"))
+    pt = tmp_path / "weights.pt"
+    pt.write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match="does not record its config; use NAME="):
+        parse_model_spec(str(pt))
+    with pytest.raises(ModelLoadError, match="not a file, not NAME=WEIGHTS"):
+        parse_model_spec(str(tmp_path / "missing.safetensors"))
+
+
+def test_name_and_weights_errors_come_from_the_loader(world, tmp_path, capsys):
+    from mobilesam.checkpoint import read_state_dict
+
+    root, (a, _) = world
+    pt = tmp_path / "student.pt"
+    torch.save(read_state_dict(a), pt)  # a bare state dict: the name decides the architecture
+    base = ["eval", "--gt", str(root / "scenes" / "gt"), "--images", str(root / "scenes")]
+    assert main([*base, "--model", f"vit_t={pt}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mobilesam: error:") and "student.pt: checkpoint does not fit" in err
+    assert main([*base, "--model", f"vit_t={tmp_path / 'none.pt'}"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main([*base, "--model", f"vit_q={pt}"]) == 2
+    assert "unknown model 'vit_q'" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -131,3 +132,15 @@ def test_no_images_is_an_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert _run([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "no images" in capsys.readouterr().err
+
+
+def test_generator_flags_are_the_amg_options_with_their_defaults():
+    from mobilesam.cli import build_parser
+    from mobilesam.inference.amg_options import AmgOptions
+
+    args = build_parser().parse_args(["everything", "x.jpg", "--out", "o"])
+    defaults = AmgOptions()
+    for field in dataclasses.fields(AmgOptions):
+        assert getattr(args, field.name) == getattr(defaults, field.name), field.name
+    args = build_parser().parse_args(["everything", "x.jpg", "--out", "o", "--crop-n-layers", "1"])
+    assert args.crop_n_layers == 1

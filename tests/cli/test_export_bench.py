@@ -48,3 +48,18 @@ def test_bench_cli_rejects_bad_backend(small_onnx_dir, tmp_path, capsys):
     args += ["--out", str(tmp_path), "--onnx-dir", str(small_onnx_dir)]
     assert main(args) == 2
     assert "unknown backend" in capsys.readouterr().err
+
+
+def test_bench_cli_load_and_image_errors(tmp_path, capsys):
+    base = ["bench", "--out", str(tmp_path), "--backends", "torch-exact"]
+    assert main([*base, "--model", "vit_q", "--random-weights"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'vit_q'" in err and "pass --random-weights" not in err
+    assert main([*base, "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint not found" in err and err.rstrip().endswith("(or pass --random-weights)")
+    missing = tmp_path / "photo.jpg"
+    assert main([*base, "--random-weights", "--image-size", "256", "--image", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "photo.jpg: image file not found" in err
+    assert not (tmp_path / "bench.json").exists()

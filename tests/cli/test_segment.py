@@ -65,7 +65,8 @@ def test_segment_unreadable_image(tmp_path, capsys):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
     assert main(["segment", str(bad), "--point", "1,1", "--out", str(tmp_path / "m.png")]) == 2
-    assert "cannot decode" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.jpg" in err and "not an image" in err
 
 
 def test_segment_without_weights_says_where_to_put_them(tmp_path, monkeypatch, capsys):
@@ -142,3 +143,14 @@ def test_python_dash_m_help():
         [sys.executable, "-m", "mobilesam", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "segment" in out and "weights" in out
+
+
+def test_segment_unknown_model_or_device_is_reported(tmp_path, generated_checkpoint, capsys):
+    args = ["segment", str(EXAMPLE), "--point", "1,1", "--out", str(tmp_path / "m.png")]
+    assert main([*args, "--model", "vit_q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mobilesam: error: unknown model 'vit_q'; registered: ")
+    ckpt = str(generated_checkpoint("vit_t"))
+    assert main([*args, "--checkpoint", ckpt, "--device", "nodevice"]) == 2
+    assert "cannot move the model to device 'nodevice'" in capsys.readouterr().err
+    assert not (tmp_path / "m.png").exists()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobilesam.distill.cache import CacheError, EmbeddingCache, build_cache, check_shard
+from mobilesam.distill.cache import CacheError, TeacherEmbeddingStore, build_cache, check_shard
 from mobilesam.distill.dist import DistEnv
 from mobilesam.distill.sources import open_source
 from mobilesam.distill.teacher import load_teacher
@@ -46,7 +46,7 @@ def full_cache(tmp_path_factory, source_dir, teacher):
 
 
 def _arrays(path):
-    cache = EmbeddingCache(path)
+    cache = TeacherEmbeddingStore(path)
     return {e["key"]: cache.embedding(i) for i, e in enumerate(cache.entries)}
 
 
@@ -57,7 +57,7 @@ def test_cache_holds_every_readable_image_once_and_reports_bad_ones(full_cache, 
     assert report.cached == 18 and len(report.failed) == 2
     assert any("broken.jpg" in f for f in report.failed)
     assert any("empty.png" in f for f in report.failed)
-    cache = EmbeddingCache(out)
+    cache = TeacherEmbeddingStore(out)
     keys = [e["key"] for e in cache.entries]
     expected = [i.key for i in source.items if not i.key.endswith(("broken.jpg", "empty.png"))]
     assert keys == expected  # source order, no duplicates, no gaps
@@ -76,7 +76,7 @@ def test_cached_embedding_matches_the_predictor_on_the_same_image(full_cache, te
     from mobilesam.inference.predictor import SamPredictor
 
     out, _ = full_cache
-    cache = EmbeddingCache(out)
+    cache = TeacherEmbeddingStore(out)
     predictor = SamPredictor(teacher)
     for i in (0, 7):
         predictor.set_image(load_rgb(cache.image_path(i)))
@@ -96,7 +96,7 @@ def test_interrupted_cache_resumes_without_duplicates_or_gaps(
     assert not first.complete and first.computed_shards == 2
     assert not (out / "index.jsonl").exists()
     with pytest.raises(CacheError, match="incomplete"):
-        EmbeddingCache(out)
+        TeacherEmbeddingStore(out)
     # a kill mid-shard leaves a data file without its json and a temporary file
     (out / "shards" / "000002.f16").write_bytes(b"\0" * 100)
     (out / "shards" / ".000003.f16.999.tmp").write_bytes(b"\0" * 10)
@@ -124,9 +124,10 @@ def test_corrupt_and_truncated_shards_are_detected_and_recomputed(
     data2.write_bytes(data2.read_bytes()[:-10])
     assert check_shard(out, meta, 1, verify=True)[1].startswith("checksum mismatch")
     assert check_shard(out, meta, 2, verify=False)[1].startswith("truncated")
+    store = TeacherEmbeddingStore(out)
+    in_shard_1 = next(i for i, e in enumerate(store.entries) if e["shard"] == 1)
     with pytest.raises(CacheError, match="damaged"):
-        EmbeddingCache(out).embedding(EmbeddingCache(out).entries.index(
-            next(e for e in EmbeddingCache(out).entries if e["shard"] == 1)))  # fmt: skip
+        store.embedding(in_shard_1)
     report = build_cache(
         out, open_source(source_dir), teacher, shard_size=SHARD, batch_size=4, progress=False
     )
@@ -166,3 +167,11 @@ def test_rank_slices_are_disjoint_and_together_make_the_same_cache(
     assert list(got) == list(ref)
     for k in ref:
         np.testing.assert_array_equal(got[k], ref[k])
+
+
+def test_old_name_still_resolves_with_a_deprecation_warning():
+    import mobilesam.distill
+
+    assert "EmbeddingCache" not in mobilesam.distill.__all__
+    with pytest.warns(DeprecationWarning, match="TeacherEmbeddingStore"):
+        assert mobilesam.distill.EmbeddingCache is TeacherEmbeddingStore

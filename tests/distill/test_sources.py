@@ -15,6 +15,7 @@ from mobilesam.distill.sources import (
     sa1b_source,
     split_holdout,
 )
+from mobilesam.io import ImageReadError
 
 
 def _png(path, h=20, w=30, value=7):
@@ -82,9 +83,15 @@ def test_load_rgb_reports_unreadable_files(tmp_path):
         truncated, quality=90
     )
     truncated.write_bytes(truncated.read_bytes()[:300])
-    for bad in (junk, truncated, tmp_path / "missing.png"):
-        with pytest.raises(BadImageError, match=bad.name):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    cases = {junk: "not_an_image", truncated: "bad_image", tmp_path / "missing.png": "not_found",
+             empty: "empty"}  # fmt: skip
+    for bad, reason in cases.items():
+        with pytest.raises(BadImageError, match=f"{bad.name}: unreadable image") as info:
             load_rgb(bad)
+        # the package's one decoder's error, so `except ImageReadError` catches it too
+        assert isinstance(info.value, ImageReadError) and info.value.reason == reason
 
 
 def test_split_holdout_is_deterministic_and_disjoint():

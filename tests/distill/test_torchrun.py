@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mobilesam.checkpoint import read_state_dict
-from mobilesam.distill.cache import EmbeddingCache
+from mobilesam.distill.cache import TeacherEmbeddingStore
 from mobilesam.distill.config import DistillConfig
 from mobilesam.distill.train import Distiller
 
@@ -42,7 +42,7 @@ def test_two_process_cache_equals_the_single_process_cache(
         str(teacher_checkpoint), "--shard-size", "16", "--batch-size", "8",
         "--num-workers", "0", "--quiet",
     )  # fmt: skip
-    one, two = EmbeddingCache(cache_dir), EmbeddingCache(out)
+    one, two = TeacherEmbeddingStore(cache_dir), TeacherEmbeddingStore(out)
     assert [e["key"] for e in two.entries] == [e["key"] for e in one.entries]
     for i in range(len(one)):
         np.testing.assert_allclose(

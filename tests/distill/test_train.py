@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobilesam.distill.cache import EmbeddingCache
+from mobilesam.distill.cache import TeacherEmbeddingStore
 from mobilesam.distill.config import DistillConfig
 from mobilesam.distill.data import StepBatchSampler
 from mobilesam.distill.teacher import load_teacher
@@ -211,7 +211,7 @@ def test_online_mode_runs_the_teacher_and_counts_unreadable_images(
     train = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "train"]
     assert train[-1]["skipped_images"] >= 1  # the broken file was drawn and reported
     # online targets equal the cached ones for the same image
-    cache = EmbeddingCache(cache_dir)
+    cache = TeacherEmbeddingStore(cache_dir)
     d = Distiller(cfg.__class__(**{**cfg.to_dict(), "out": str(tmp_path / "r2")}), progress=False)
     sample = d.dataset[1]
     i = [e["key"] for e in cache.entries].index(sample["key"])

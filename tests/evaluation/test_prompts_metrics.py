@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from mobilesam.evaluation import background_point, center_point, mask_box, mask_iou, two_points
+import mobilesam.evaluation
+from mobilesam.evaluation import background_point, center_point, mask_box, mean_iou, two_points
+from mobilesam.inference.masks import mask_iou
 
 
 def test_center_point_is_the_deepest_pixel():
@@ -46,7 +48,9 @@ def test_box_and_background_point():
         center_point(np.zeros((4, 4), bool))
 
 
-def test_mask_iou():
+def test_evaluation_uses_the_package_mask_iou():
+    # the public name stays, as the one IoU of mobilesam.inference.masks
+    assert mobilesam.evaluation.mask_iou is mask_iou
     a = np.zeros((4, 4), bool)
     b = np.zeros((4, 4), bool)
     a[:2] = True
@@ -56,3 +60,8 @@ def test_mask_iou():
     assert mask_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
     with pytest.raises(ValueError, match="shapes differ"):
         mask_iou(a, np.zeros((3, 3), bool))
+
+
+def test_mean_iou():
+    assert mean_iou([0.5, 1.0, 0.0]) == 0.5
+    assert math.isnan(mean_iou([]))

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from mobilesam.training.losses import dice_loss, mask_iou, sam_mask_loss, sigmoid_focal_loss
+from mobilesam.inference.masks import mask_iou
+from mobilesam.training.losses import dice_loss, sam_mask_loss, sigmoid_focal_loss
 
 
 def test_focal_loss_matches_its_formula_on_one_pixel():

@@ -9,6 +9,8 @@ documented value: about three standard errors of a ~90-object mean (per-object I
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -17,12 +19,12 @@ TOLERANCE = 0.06
 
 @pytest.fixture(scope="module")
 def recipe():
-    from mobilesam.training.assets import shipped_recipe
+    from mobilesam.training.assets import ASSETS, RECIPE_FILE
 
-    try:
-        return shipped_recipe()
-    except FileNotFoundError as e:
-        pytest.fail(f"shipped models missing: {e}")
+    path = ASSETS / RECIPE_FILE
+    if not path.is_file():
+        pytest.fail(f"shipped models missing: {path} (regenerate with scripts/shapes_world.py)")
+    return json.loads(path.read_text())
 
 
 @pytest.mark.parametrize("name", ["shapes_student", "shapes_teacher"])

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 
 @dataclass
 class Timing:
@@ -106,16 +104,3 @@ def matmul_peak(size: int = 1024, repeats: int = 10, seconds: float = 2.0) -> di
         "gflops": flops / best / 1e9,
         "threads": torch.get_num_threads(),
     }
-
-
-def binary_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two boolean masks (1.0 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
-def mask_ious(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """IoU per mask over the leading axes of two ...xHxW boolean arrays."""
-    ref = reference.reshape(-1, *reference.shape[-2:])
-    oth = other.reshape(-1, *other.shape[-2:])
-    return np.array([binary_iou(a, b) for a, b in zip(ref, oth)])

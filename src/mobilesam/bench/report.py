@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..visualize import save_figure
+
 STAGE_LABELS = {
     "encoder": "encoder",
     "decoder_1": "decoder, 1 prompt",
@@ -122,7 +124,4 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         top = max(b[s]["median_ms"] for b in model["backends"].values() for s in stages)
         ax.set_xlim(right=top * 4)  # room for the labels
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from ..inference.masks import mask_iou
+from ..io import atomic_write_text
 from .backends import BACKENDS, Backend, onnx_backend, torch_backend
-from .measure import count_flops, mask_ious, matmul_peak, round_robin
+from .measure import count_flops, matmul_peak, round_robin
 
 STAGES = ("encoder", "decoder_1", "decoder_many", "end_to_end")
 
@@ -107,10 +109,11 @@ def _make_backends(name: str, model: Any, cfg: BenchConfig, tmp: Path) -> list[B
 
 
 def _fidelity(ref: dict[str, Any], got: dict[str, Any]) -> dict[str, float]:
+    """How far ``got``'s outputs are from the reference backend's (max abs diffs, mask IoU)."""
     one_ref, one = ref["one"], got["one"]
     many_ref, many = ref["many"], got["many"]
-    ious_one = mask_ious(one_ref[0], one[0])
-    ious_many = mask_ious(many_ref[0], many[0])
+    ious_one = np.asarray(mask_iou(one_ref[0], one[0]))
+    ious_many = np.asarray(mask_iou(many_ref[0], many[0]))
     return {
         "embedding_max_abs": float(np.abs(ref["embedding"] - got["embedding"]).max()),
         "low_res_logits_max_abs": float(np.abs(one_ref[2] - one[2]).max()),
@@ -260,8 +263,7 @@ def run_suite(models: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
         "models": [bench_model(n, m, cfg, peak["gflops"]) for n, m in models.items()],
     }
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "bench.json", json.dumps(report, indent=2) + "\n")
     from .report import plot_report
 
     plot_report(report, out / "bench.png")

@@ -1,4 +1,8 @@
-"""Options and helpers shared by several subcommands."""
+"""Options and helpers shared by several subcommands.
+
+Models are loaded by :func:`mobilesam.loading.load_model` (the one loader); a
+command turns its :class:`~mobilesam.loading.ModelLoadError` into :func:`fail`.
+"""
 
 from __future__ import annotations
 
@@ -20,19 +24,16 @@ def add_model_args(p: argparse.ArgumentParser, default: str = "vit_t") -> None:
 
 
 def load_model(args: argparse.Namespace) -> Any:
-    """Build the model named by the arguments and load its weights.
+    """The model named by ``--model`` / ``--checkpoint`` / ``--device`` (and
+    ``--random-weights`` where a command has it); raises ``ModelLoadError``."""
+    from ..loading import load_model as load
 
-    A ``.safetensors`` file that records its own config (saved by mobilesam)
-    is built from that config, so custom sizes load without extra flags.
-    """
-    from ..build import build_model
-    from ..checkpoint import read_config
-    from ..hub import resolve_checkpoint
-
-    path = resolve_checkpoint(args.model, args.checkpoint)
-    config = read_config(path)
-    model = build_model(config if config is not None else args.model, checkpoint=path)
-    return model.to(args.device).eval()
+    return load(
+        args.model,
+        args.checkpoint,
+        device=args.device,
+        random_weights=getattr(args, "random_weights", False),
+    )
 
 
 def fail(message: str, code: int = 2) -> int:

@@ -1,20 +1,16 @@
 """``mobilesam bench``: latency, FLOPs and fidelity of the inference backends.
 
-``mobilesam bench [options]`` runs the backend suite (:mod:`mobilesam.bench.suite`).
-Further suites plug in as ``mobilesam bench <suite>``: a module
-``mobilesam.cli.bench_<suite>`` with ``add_parser(subparsers)`` and ``run(args)``,
-listed in ``SUITES``, is picked up when it exists.
+Runs the backend suite (:mod:`mobilesam.bench.suite`) on models loaded by
+:func:`mobilesam.loading.load_model`. The segment-everything benchmark is a
+script apart: ``benchmarks/everything.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 from ._common import fail
-
-SUITES = ("everything",)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -59,71 +55,52 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="threads for torch and onnxruntime alike (default: the usable cores)",
     )
-    modules = []
-    for name in SUITES:
-        try:
-            modules.append(importlib.import_module(f"{__package__}.bench_{name}"))
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.bench_{name}":
-                raise
-    p.set_defaults(suite=None)
-    if modules:
-        suites = p.add_subparsers(dest="suite", metavar="SUITE", help="other benchmark suites")
-        for module in modules:
-            module.add_parser(suites).set_defaults(_suite_run=module.run)
     return p
 
 
 def _load_models(args: argparse.Namespace) -> dict:
+    """``{label: model}`` for every ``--model``; raises ``ModelLoadError``."""
     import torch
 
-    from ..build import build_model
-    from ..checkpoint import read_config
-    from ..hub import resolve_checkpoint
+    from ..loading import ModelLoadError, load_model
 
     names = args.model or ["vit_t"]
     if args.checkpoint and len(names) > 1:
-        raise ValueError("--checkpoint applies to one --model only")
+        raise ModelLoadError("--checkpoint applies to one --model only")
     overrides = {"image_size": args.image_size} if args.image_size else {}
+    # --random-weights has always won over --checkpoint here (serve refuses both)
+    checkpoint = None if args.random_weights else args.checkpoint
     models = {}
     for name in names:
         if args.random_weights:
-            torch.manual_seed(0)
-            model = build_model(name, **overrides)
-        else:
-            path = resolve_checkpoint(name, args.checkpoint)
-            config = read_config(path)
-            model = build_model(config if config is not None else name, path, **overrides)
+            torch.manual_seed(0)  # the same random model in every run
+        model = load_model(name, checkpoint, random_weights=args.random_weights, **overrides)
         label = name if not overrides else f"{name}@{args.image_size}"
-        models[label] = model.eval()
+        models[label] = model
     return models
 
 
 def run(args: argparse.Namespace) -> int:
-    suite_run = getattr(args, "_suite_run", None)
-    if args.suite and suite_run is not None:
-        return int(suite_run(args) or 0)
-
-    import numpy as np
-    from PIL import Image
-
     from ..bench.report import format_table
     from ..bench.suite import BenchConfig, run_suite
     from ..export.onnx import synthetic_image
     from ..inference.optimize import set_threads
+    from ..io import ImageReadError, read_image
+    from ..loading import ModelLoadError
 
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     if args.repeats < 1 or args.repeats_many < 1 or args.prompts < 1:
         return fail("--repeats, --repeats-many and --prompts must be at least 1")
     try:
         models = _load_models(args)
-    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
-        return fail(f"{str(e).strip(chr(39) + chr(34))} (or pass --random-weights)")
+    except ModelLoadError as e:
+        hint = "" if args.random_weights else " (or pass --random-weights)"
+        return fail(f"{e}{hint}")
     if args.image:
         try:
-            image = np.array(Image.open(args.image).convert("RGB"))
-        except OSError as e:
-            return fail(f"cannot read image {args.image}: {e}")
+            image = read_image(args.image)
+        except ImageReadError as e:
+            return fail(str(e))
     else:
         image = synthetic_image(768, 1024)
     onnx_dirs = None

@@ -2,7 +2,9 @@
 
 Works on any image folder. A model is given as a ``.safetensors`` file that records its
 config, as ``NAME=WEIGHTS`` (registered architecture plus a weights file), or as
-``shapes_teacher`` / ``shapes_student`` (the shipped shapes-world models). Ground truth
+``shapes_teacher`` / ``shapes_student`` (the shipped shapes-world models);
+:func:`parse_model_spec` turns the form into a name and a file, and
+:func:`mobilesam.loading.load_model` loads it. Ground truth
 is a folder of ``<image stem>.npz`` files with a ``masks`` array (NxHxW bool), the layout
 ``scripts/shapes_world.py`` writes; the protocol is described in
 :mod:`mobilesam.evaluation.alignment`.
@@ -48,30 +50,39 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def load_model_spec(spec: str, device: str = "cpu"):
-    """Build a model from ``--model``'s forms (see the module docstring)."""
-    from ..build import build_model
-    from ..checkpoint import read_config
-    from ..training.assets import SHIPPED, load_shipped
+def parse_model_spec(spec: str) -> tuple[str | None, Path]:
+    """``(model name or None, weights file)`` for ``--model``'s forms (see the module
+    docstring); ``None``: the file records its config. Raises ``ModelLoadError``."""
+    from ..loading import ModelLoadError
+    from ..training.assets import SHIPPED, shipped_checkpoint
 
     if spec in SHIPPED:
-        return load_shipped(spec, device)
+        try:
+            return None, shipped_checkpoint(spec)
+        except FileNotFoundError as e:
+            raise ModelLoadError(str(e)) from None
     if "=" in spec and not Path(spec).exists():
         name, weights = spec.split("=", 1)
-        return build_model(name, checkpoint=weights).to(device).eval()
+        return name, Path(weights)
     path = Path(spec)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise ModelLoadError(
             f"{spec}: not a file, not NAME=WEIGHTS and not a shipped model ({', '.join(SHIPPED)})"
         )
-    config = read_config(path)
-    if config is None:
-        raise ValueError(f"{spec}: the file does not record its config; use NAME={spec}")
-    return build_model(config, checkpoint=path).to(device).eval()
+    if path.suffix != ".safetensors":  # only mobilesam's .safetensors record their config
+        raise ModelLoadError(f"{spec}: the file does not record its config; use NAME={spec}")
+    return None, path
+
+
+def load_model_spec(spec: str, device: str = "cpu"):
+    """The model ``--model`` / ``--reference`` names, through the one loader."""
+    from ..loading import load_model
+
+    name, weights = parse_model_spec(spec)
+    return load_model(name, weights, device=device)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import CheckpointError
     from ..evaluation.alignment import (
         EvalConfig,
         evaluate_alignment,
@@ -104,14 +115,15 @@ def run(args: argparse.Namespace) -> int:
             model, load_items(items), reference, cfg, progress=not args.no_progress,
             total=len(items),
         )  # fmt: skip
-    except (FileNotFoundError, ValueError, KeyError, CheckpointError) as e:
+    except (FileNotFoundError, ValueError, KeyError) as e:  # ModelLoadError is a ValueError
         return fail(str(e).strip("'\""))
     result["model"] = args.model
     result["reference"] = args.reference
     result["gt"] = args.gt
     print(format_table(result, ("A", "B")))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        from ..io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1))
         print(f"wrote {args.json}", file=sys.stderr)
     return 0

@@ -3,10 +3,15 @@
 Per image, a folder ``OUT/<name>/`` with either one PNG per mask plus
 ``metadata.csv`` (``--format png``) or ``annotations.json`` with COCO RLE
 segmentations (``--format coco``), and ``overlay.png``. Each folder is written
-under a temporary name and renamed when complete, so an interrupted run leaves
-no half-written result; images whose folder exists are skipped unless
-``--overwrite``. Under ``torchrun`` (RANK / WORLD_SIZE set) each process takes a
-disjoint shard of the sorted inputs.
+under a temporary name and renamed when complete (the whole folder is the unit of
+completion, so this is done here rather than file by file with
+:mod:`mobilesam.io`'s atomic writers), so an interrupted run leaves no
+half-written result; images whose folder exists are skipped unless
+``--overwrite``. Images are read with :func:`mobilesam.io.read_image`, the model
+is loaded by :func:`mobilesam.loading.load_model`, and the generator flags are
+derived from :class:`~mobilesam.inference.amg_options.AmgOptions`. Under
+``torchrun`` (RANK / WORLD_SIZE set) each process takes a disjoint shard of the
+sorted inputs.
 """
 
 from __future__ import annotations
@@ -75,9 +80,8 @@ def output_names(paths: list[Path]) -> list[str]:
 
 
 def _write_result(folder: Path, image: Any, anns: list[dict], fmt: str, source: Path) -> None:
-    import numpy as np
-    from PIL import Image
-
+    """One image's masks (PNGs + metadata.csv, or COCO annotations.json) and overlay."""
+    from ..io import save_png
     from ..visualize import overlay_masks
 
     order = sorted(range(len(anns)), key=lambda i: -anns[i]["area"])
@@ -91,9 +95,7 @@ def _write_result(folder: Path, image: Any, anns: list[dict], fmt: str, source: 
             )  # fmt: skip
             for k, i in enumerate(order):
                 a = anns[i]
-                Image.fromarray(a["segmentation"].astype(np.uint8) * 255).save(
-                    folder / f"mask_{k:04d}.png"
-                )
+                save_png(folder / f"mask_{k:04d}.png", a["segmentation"].astype(bool))
                 px, py = a["point_coords"][0]
                 w.writerow([k, a["area"], *a["bbox"], f"{a['predicted_iou']:.6f}",
                             f"{a['stability_score']:.6f}", f"{px:.2f}", f"{py:.2f}"])  # fmt: skip
@@ -114,7 +116,7 @@ def _write_result(folder: Path, image: Any, anns: list[dict], fmt: str, source: 
         }
         (folder / "annotations.json").write_text(json.dumps(doc))
     overlay = overlay_masks(image, masks) if masks else image
-    Image.fromarray(overlay).save(folder / "overlay.png")
+    save_png(folder / "overlay.png", overlay)
 
 
 def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
@@ -135,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..inference.amg import SamAutomaticMaskGenerator
     from ..io import ImageReadError, list_images, read_image
+    from ..loading import ModelLoadError
 
     paths = list_images(args.inputs)
     if not paths:
@@ -153,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             args.device = f"cuda:{os.environ['LOCAL_RANK']}"
         try:
             model = load_model(args)
-        except Exception as e:  # noqa: BLE001 - shown to the user without a traceback
+        except ModelLoadError as e:
             return fail(f"cannot load the model: {e}")
         options = AmgOptions(**{name: getattr(args, name) for name, _, _ in option_fields()})
         try:

@@ -44,13 +44,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..export.onnx import ExportValidationError, export_onnx
+    from ..loading import ModelLoadError
 
     if args.device != "cpu":
         return fail("ONNX export runs on the CPU; drop --device")
     try:
         model = load_model(args)
-    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
-        return fail(str(e).strip("'\""))
+    except ModelLoadError as e:
+        return fail(str(e))
     print(f"exporting {args.model} to {args.out} ...")
     try:
         result = export_onnx(

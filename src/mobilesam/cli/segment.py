@@ -64,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
         return fail("give at least one --point or a --box")
     import numpy as np
 
-    from ..checkpoint import CheckpointError
-    from ..hub import WeightsUnavailableError
     from ..inference.predictor import SamPredictor
     from ..io import ImageReadError, read_image, save_png
+    from ..loading import ModelLoadError
     from ..visualize import draw_prompts, overlay_masks
 
     try:
@@ -76,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(e))
     try:
         model = load_model(args)
-    except (WeightsUnavailableError, CheckpointError, FileNotFoundError, KeyError) as e:
-        return fail(str(e).strip("'\""))
+    except ModelLoadError as e:
+        return fail(str(e))
 
     coords = np.array([[x, y] for x, y, _ in args.point], dtype=np.float64) if args.point else None
     labels = np.array([lab for _, _, lab in args.point], dtype=np.int64) if args.point else None

@@ -6,7 +6,7 @@ import argparse
 import ipaddress
 from pathlib import Path
 
-from ._common import add_model_args, fail
+from ._common import add_model_args, fail, load_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -75,19 +75,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    """The model, or an exit status after printing why it could not be loaded."""
-    from ..build import build_model
-    from ..checkpoint import CheckpointError
-    from ..hub import WeightsUnavailableError
-
-    if args.random_weights:
-        try:
-            return build_model(args.model).to(args.device).eval()
-        except KeyError as e:
-            return fail(str(e.args[0]))
-    from ._common import load_model
+    """The model (official, ``--checkpoint`` or ``--random-weights``), or an exit status
+    after printing why it could not be loaded."""
+    from ..loading import ModelLoadError
 
     try:
         return load_model(args)
-    except (FileNotFoundError, CheckpointError, WeightsUnavailableError, KeyError) as e:
-        return fail(str(e.args[0] if isinstance(e, KeyError) else e))
+    except ModelLoadError as e:
+        return fail(str(e))

@@ -253,10 +253,12 @@ def write_scenes(
     """Write scenes as ``<out>/<seed>.png`` plus ground truth ``<out>/gt/<seed>.npz``.
 
     Each ``.npz`` holds ``masks`` (NxHxW bool) and ``kinds``; this is the ground-truth
-    layout ``mobilesam eval --gt`` reads. Returns ``out``.
+    layout ``mobilesam eval --gt`` reads. Files are written atomically
+    (:mod:`mobilesam.io`). Returns ``out``.
     """
-    from PIL import Image
     from tqdm import tqdm
+
+    from ..io import atomic_write, save_png
 
     out = Path(out)
     (out / "gt").mkdir(parents=True, exist_ok=True)
@@ -264,6 +266,7 @@ def write_scenes(
     for seed in tqdm(seeds, desc=f"scenes/{split}", unit="img", disable=not progress):
         scene = render_scene(seed, config)
         name = f"{seed:07d}"
-        Image.fromarray(scene.image).save(out / f"{name}.png")
-        np.savez_compressed(out / "gt" / f"{name}.npz", masks=scene.masks, kinds=scene.kinds)
+        save_png(out / f"{name}.png", scene.image)
+        with atomic_write(out / "gt" / f"{name}.npz", "wb") as f:
+            np.savez_compressed(f, masks=scene.masks, kinds=scene.kinds)
     return out

@@ -1,6 +1,7 @@
 """Decoupled distillation: train a light image encoder on a SAM teacher's embeddings.
 
-Modules: ``sources`` (image sources), ``cache`` (teacher-embedding cache),
+Modules: ``sources`` (image sources), ``cache`` (the teacher-embedding cache on
+disk: ``build_cache`` writes it, ``TeacherEmbeddingStore`` reads it),
 ``data`` (datasets, shared preprocessing, step-indexed sampler), ``students``
 (student encoder registry), ``config`` (typed configs), ``train`` (the trainer),
 ``assemble`` (student + teacher prompt encoder/mask decoder -> one checkpoint),
@@ -10,6 +11,7 @@ Modules: ``sources`` (image sources), ``cache`` (teacher-embedding cache),
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 _LAZY = {
@@ -18,7 +20,7 @@ _LAZY = {
     "load_rgb": "sources",
     "BadImageError": "sources",
     "build_cache": "cache",
-    "EmbeddingCache": "cache",
+    "TeacherEmbeddingStore": "cache",
     "CacheError": "cache",
     "CacheConfig": "config",
     "DistillConfig": "config",
@@ -38,6 +40,13 @@ __all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
+    if name == "EmbeddingCache":  # renamed: the name belongs to mobilesam.inference.cache
+        warnings.warn(
+            "mobilesam.distill.EmbeddingCache is now TeacherEmbeddingStore",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        name = "TeacherEmbeddingStore"
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mobilesam.distill' has no attribute {name!r}")

@@ -1,4 +1,8 @@
-"""Teacher-embedding cache: compute once, train many times.
+"""Teacher-embedding cache on disk: compute once, train many times.
+
+:func:`build_cache` writes it; :class:`TeacherEmbeddingStore` reads it (not to be
+confused with :class:`mobilesam.inference.cache.EmbeddingCache`, the in-memory
+cache of a predictor's image embeddings).
 
 Layout of a cache folder::
 
@@ -14,9 +18,9 @@ Layout of a cache folder::
 
 Shard ``s`` always holds source items ``[s * shard_size, (s + 1) * shard_size)``, so
 a re-run computes exactly the shards that are missing, truncated or corrupt: no
-duplicates, no gaps. A shard is written atomically (temporary file, fsync,
-rename) and its ``.json`` last, which marks it complete. Under ``torchrun`` rank
-``r`` of ``w`` owns the shards with ``s % w == r``.
+duplicates, no gaps. A shard is written atomically (:func:`mobilesam.io.atomic_write`
+plus an fsync before the rename) and its ``.json`` last, which marks it complete.
+Under ``torchrun`` rank ``r`` of ``w`` owns the shards with ``s % w == r``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import SamConfig
+from ..io import atomic_write
 from ..modeling import Sam
 from .data import preprocess_batch, resize_for_model
 from .dist import DistEnv, barrier
@@ -51,13 +56,13 @@ def _checksum(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+def _write_synced(path: Path, data: bytes) -> None:
+    """Atomic write with the data on disk before the rename: a shard's ``.json``
+    written after its data must never outlive data lost in a crash."""
+    with atomic_write(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -201,9 +206,9 @@ def _write_shard(out: Path, meta: dict, source: ImageSource, shard: int, buf: di
             }
         )
     failed = [{"index": i, "key": source[i].key, "error": e} for i, e in sorted(buf["bad"].items())]
-    _write_atomic(data_path, b"".join(chunks))
+    _write_synced(data_path, b"".join(chunks))
     info = {"shard": shard, "items": items, "failed": failed}
-    _write_atomic(json_path, json.dumps(info).encode())
+    _write_synced(json_path, json.dumps(info).encode())
 
 
 def build_cache(
@@ -239,7 +244,7 @@ def build_cache(
     if meta_path.is_file():
         _check_meta(json.loads(meta_path.read_text()), meta, out)
     else:
-        _write_atomic(meta_path, json.dumps(meta, indent=1).encode())
+        _write_synced(meta_path, json.dumps(meta, indent=1).encode())
 
     report = CacheReport(total=len(source))
     mine = [s for s in range(meta["num_shards"]) if s % env.world_size == env.rank]
@@ -310,9 +315,9 @@ def build_cache(
     if not report.complete and env.is_main:
         report.complete = finalize_cache(out)
     if report.complete:
-        cache = EmbeddingCache(out)
-        report.cached = len(cache)
-        report.failed = [f"{f['key']}: {f['error']}" for f in cache.failed]
+        store = TeacherEmbeddingStore(out)
+        report.cached = len(store)
+        report.failed = [f"{f['key']}: {f['error']}" for f in store.failed]
     else:
         report.failed = newly_failed  # this run's; earlier ones are in their shard's .json
     report.seconds = time.perf_counter() - t0
@@ -333,13 +338,13 @@ def finalize_cache(out: str | Path) -> bool:
             entry = {k: e[k] for k in ("key", "offset", "checksum", "orig_size", "input_size")}
             lines.append(json.dumps({"shard": s, **entry}))
         failed.extend(json.dumps(f) for f in info["failed"])
-    _write_atomic(out / "failed.jsonl", "".join(f + "\n" for f in failed).encode())
-    _write_atomic(out / "index.jsonl", "".join(x + "\n" for x in lines).encode())
+    _write_synced(out / "failed.jsonl", "".join(f + "\n" for f in failed).encode())
+    _write_synced(out / "index.jsonl", "".join(x + "\n" for x in lines).encode())
     return True
 
 
-class EmbeddingCache:
-    """Read side of a complete cache: entries in source order, embeddings by number."""
+class TeacherEmbeddingStore:
+    """Read side of a complete cache folder: entries in source order, embeddings by number."""
 
     def __init__(self, path: str | Path, images_root: str | Path | None = None) -> None:
         self.path = Path(path)

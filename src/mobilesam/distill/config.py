@@ -132,9 +132,3 @@ def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
         f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)
     }
     return cls(**values)
-
-
-def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build ``cls`` from a saved dict, ignoring keys this version does not know."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})

@@ -9,9 +9,11 @@ end of the run).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from ..io import atomic_write_text
+from ..visualize import save_figure
 
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
@@ -37,9 +39,7 @@ class MetricsLog:
         keep = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
         if step == 0:
             keep = []
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -154,7 +154,4 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
         a.grid(alpha=0.3)
     fig.suptitle(f"distillation: {run_dir.name}")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=90)

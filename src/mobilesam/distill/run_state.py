@@ -4,8 +4,9 @@ A checkpoint holds everything an interrupted run needs to continue bit for bit:
 model, optimizer, scheduler and grad-scaler states, every rank's RNG states
 and the step count (the data position is a function of the step, see
 :class:`~mobilesam.distill.data.StepBatchSampler`). It is written to a temporary
-file, fsynced and renamed, so a kill at any moment leaves either the old or the
-new checkpoint, never a torn one.
+file (:func:`mobilesam.io.atomic_write`), fsynced and renamed, so a kill or a
+power cut at any moment leaves either the old or the new checkpoint, never a
+torn one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ..io import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -45,14 +48,16 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> Path:
-    """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary file, fsync, then rename over ``path``.
+
+    The fsync comes before the rename: the new name never points at data that
+    is not on disk yet.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 

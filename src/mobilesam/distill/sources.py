@@ -1,9 +1,10 @@
 """Image sources for distillation: a folder tree, the SA-1B layout, or a list file.
 
 A source is a deterministic, sorted list of :class:`ImageItem` (a stable key plus
-a path). Listing never opens images; decoding happens in :func:`load_rgb`, which
-raises :class:`BadImageError` for a file that cannot be read, so callers can
-report and count it instead of dropping it silently.
+a path). Listing never opens images; decoding happens in :func:`load_rgb` (the
+package's one decoder, :func:`mobilesam.io.read_image`), which raises
+:class:`BadImageError` for a file that cannot be read, so callers can report and
+count it instead of dropping it silently.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from ..io import IMAGE_SUFFIXES, ImageReadError, read_image
 
 
-class BadImageError(ValueError):
-    """An image file that cannot be decoded (missing, truncated, not an image)."""
+class BadImageError(ImageReadError):
+    """An image file that cannot be decoded (missing, empty, truncated, not an image).
+
+    An :class:`~mobilesam.io.ImageReadError` whose message names the file and
+    says "unreadable image"; ``reason`` is the decoder's code.
+    """
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ class ImageSource:
 
 
 def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 def folder_source(root: str | Path, recursive: bool = True) -> ImageSource:
@@ -150,19 +155,12 @@ def load_rgb(path: str | Path) -> np.ndarray:
     Raises :class:`BadImageError` naming the file and the reason when it cannot
     be read (missing, empty, truncated, not an image).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            rgb = np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise BadImageError(f"{path}: unreadable image ({reason})") from None
-    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise BadImageError(f"{path}: empty image")
-    return rgb
+        return read_image(path)
+    except ImageReadError as e:
+        # read_image's message is "<path>: <reason>"; keep the distill wording around it
+        detail = str(e).removeprefix(f"{Path(path)}: ")
+        raise BadImageError(f"{path}: unreadable image ({detail})", e.reason) from None
 
 
 def split_holdout(n: int, holdout: int, seed: int) -> tuple[list[int], list[int]]:

@@ -16,20 +16,27 @@ def load_teacher(
     image_size: int | None = None,
     device: torch.device | str = "cpu",
 ) -> Sam:
-    """Build a teacher: the config a mobilesam ``.safetensors`` records, else model ``name``.
+    """Build a frozen teacher: the config a mobilesam ``.safetensors`` records, else model
+    ``name`` (through :func:`mobilesam.loading.load_model`).
 
     Without a checkpoint the teacher has random weights, which only makes sense
-    in tests; the caller decides whether to allow that.
+    in tests; the caller decides whether to allow that. The official weights are
+    never downloaded here. Raises ``ModelLoadError`` (a ``ValueError``).
     """
-    from ..build import build_model
-    from ..checkpoint import read_config
+    from ..loading import load_model
 
-    recorded = read_config(checkpoint) if checkpoint else None
     overrides = {"image_size": image_size} if image_size else {}
-    model = build_model(recorded if recorded is not None else name, checkpoint, **overrides)
+    model = load_model(
+        name,
+        checkpoint or None,
+        device=device,
+        random_weights=not checkpoint,
+        download=False,
+        **overrides,
+    )
     for p in model.parameters():
         p.requires_grad_(False)
-    return model.to(device).eval()
+    return model
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 
 The loss is the mean-squared error between the student's and the teacher's
 image embeddings (BxCxGxG); the prompt encoder and mask decoder take no part.
-Targets come from an :class:`~mobilesam.distill.cache.EmbeddingCache` or, in
+Targets come from a :class:`~mobilesam.distill.cache.TeacherEmbeddingStore` or, in
 online mode, from running the teacher on each batch.
 
 Library use (the CLI is a thin layer over this)::
@@ -33,7 +33,7 @@ from ..build import SamConfig, build_sam
 from ..checkpoint import load_state_dict_strict, read_state_dict, save_checkpoint
 from ..modeling import Sam
 from . import dist as distmod
-from .cache import EmbeddingCache
+from .cache import TeacherEmbeddingStore
 from .config import DistillConfig
 from .data import CachedDataset, ImageDataset, StepBatchSampler, collate, preprocess_batch
 from .report import MetricsLog
@@ -117,7 +117,7 @@ class Distiller:
         self,
         config: DistillConfig,
         *,
-        cache: EmbeddingCache | None = None,
+        cache: TeacherEmbeddingStore | None = None,
         source: ImageSource | None = None,
         teacher: Sam | None = None,
         student: Sam | None = None,
@@ -141,7 +141,7 @@ class Distiller:
             )
 
         if cache is None and config.cache:
-            cache = EmbeddingCache(config.cache, config.images_root)
+            cache = TeacherEmbeddingStore(config.cache, config.images_root)
         self.cache = cache
         self.teacher: Sam | None = None
         if dataset is not None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..inference.masks import mask_iou  # re-exported: the package's one mask IoU
 from .alignment import EvalConfig, evaluate_alignment, format_table
-from .metrics import mask_iou, mean_iou
+from .metrics import mean_iou
 from .prompts import background_point, center_point, mask_box, two_points
 
 __all__ = [

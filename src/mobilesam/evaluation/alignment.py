@@ -15,7 +15,8 @@ The paper's protocols, with the choices it leaves open fixed as follows:
 * **Outputs.** One point: multimask output, the mask with the highest predicted IoU.
   Box and two points: the single-mask output (SAM's choice for unambiguous prompts).
 * **IoU** is computed at the original image resolution (masks thresholded at 0 after
-  SAM's post-processing); mIoU is the mean over objects of all images.
+  SAM's post-processing) by :func:`mobilesam.inference.masks.mask_iou`; mIoU is the
+  mean over objects of all images.
 
 A and B receive identical prompts; ``a_vs_b`` is the paper's alignment number
 (B's mask taken as ground truth), ``a_vs_gt`` / ``b_vs_gt`` exist where GT exists.
@@ -30,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import mask_iou, mean_iou
+from ..inference.masks import mask_iou
+from .metrics import mean_iou
 from .prompts import center_point, mask_box, two_points
 
 

@@ -1,20 +1,12 @@
-"""Mask agreement metrics (numpy only)."""
+"""Averaging mask agreement (numpy only).
+
+The per-mask IoU is :func:`mobilesam.inference.masks.mask_iou`, the package's one
+binary-mask IoU; this module only averages such values.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two HxW bool masks; two empty masks agree perfectly (1.0)."""
-    a = np.asarray(a, bool)
-    b = np.asarray(b, bool)
-    if a.shape != b.shape:
-        raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
-    union = int(np.logical_or(a, b).sum())
-    if union == 0:
-        return 1.0
-    return float(np.logical_and(a, b).sum()) / union
 
 
 def mean_iou(values: list[float] | np.ndarray) -> float:

@@ -3,15 +3,14 @@
 ``src/mobilesam/assets/`` holds ``shapes_teacher.safetensors`` and
 ``shapes_student.safetensors`` (float16 tensors plus the recorded config, written by
 :func:`save_fp16`) and ``shapes_models.json`` (recipe, parameters and the documented
-held-out mIoU). :func:`load_shipped` builds the float32 model from one of them.
+held-out mIoU, read by the tests). :func:`load_shipped` builds the float32 model from
+one of them.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -48,16 +47,11 @@ def shipped_checkpoint(name: str) -> Path:
 
 
 def load_shipped(name: str, device: str | torch.device = "cpu") -> Sam:
-    """A shipped model in float32, eval mode."""
-    from ..build import build_model
+    """A shipped model in float32, eval mode.
 
-    model = build_model(checkpoint=shipped_checkpoint(name))
-    return model.float().to(device).eval()
+    Loaded by :func:`mobilesam.loading.load_model`: the model is built in float32
+    from the recorded config and the float16 tensors are copied into it.
+    """
+    from ..loading import load_model
 
-
-def shipped_recipe() -> dict[str, Any]:
-    """The recipe and documented numbers of the shipped models."""
-    path = ASSETS / RECIPE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not present (regenerate with scripts/shapes_world.py)")
-    return json.loads(path.read_text())
+    return load_model(None, shipped_checkpoint(name), device=device)

@@ -3,12 +3,15 @@
 Logits and targets are NxMxHxW (M candidate masks per prompt set) or NxHxW; every
 function returns one value per mask (NxM or N), so the caller can pick the best of the
 multimask outputs before averaging (SAM back-propagates only the lowest-loss mask).
+The IoU target is :func:`mobilesam.inference.masks.mask_iou` of the thresholded logits.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ..inference.masks import mask_iou
 
 
 def sigmoid_focal_loss(
@@ -32,14 +35,6 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> 
     num = 2 * (p * t).sum(-1) + eps
     den = p.sum(-1) + t.sum(-1) + eps
     return 1 - num / den
-
-
-def mask_iou(pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """IoU of binary ``pred`` and ``targets`` per mask -> shape[:-2]; empty vs empty is 1."""
-    pred, targets = pred.bool().flatten(-2), targets.bool().flatten(-2)
-    inter = (pred & targets).sum(-1).float()
-    union = (pred | targets).sum(-1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
 def sam_mask_loss(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..visualize import save_figure
+
 
 def plot_training_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Draw ``metrics.jsonl`` of a SAM training run; returns the PNG path."""
@@ -39,10 +41,7 @@ def plot_training_curves(run_dir: str | Path, out: str | Path | None = None) -> 
         a.grid(alpha=0.3)
     fig.suptitle(f"SAM training: {run_dir.name}")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=90)
 
 
 def plot_comparison(
@@ -68,8 +67,4 @@ def plot_comparison(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=90)
