@@ -64,13 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def start_server(args: argparse.Namespace) -> tuple[str, object]:
     import uvicorn
 
-    from mobilesam import build_model
+    from mobilesam.loading import load_model
     from mobilesam.serve import create_app
 
-    if args.random_weights:
-        model, weights = build_model(args.model), "random"
-    else:
-        model, weights = build_model(args.model, checkpoint=args.checkpoint), args.checkpoint
+    model = load_model(args.model, args.checkpoint, random_weights=args.random_weights)
+    weights = "random" if args.random_weights else args.checkpoint
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

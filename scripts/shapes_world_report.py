@@ -52,8 +52,7 @@ def latency(models: dict, reps: int = 20) -> dict[str, dict[str, float]]:
                 emb = m.image_encoder(x)
                 times[k]["enc"].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                sparse, dense = m.prompt_encoder(points=pts, boxes=None, masks=None)
-                m.mask_decoder(emb, m.prompt_encoder.get_dense_pe(), sparse, dense, True)
+                m.decode(emb, points=pts)
                 times[k]["dec"].append(time.perf_counter() - t)
     return {
         k: {

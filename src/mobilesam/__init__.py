@@ -10,8 +10,7 @@ runtime (``mobilesam.runtime``) works where torch is not installed.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -34,6 +33,8 @@ _LAZY = {
     "SamPredictor": "mobilesam.inference.predictor",
     "ResizeLongestSide": "mobilesam.inference.transforms",
     "SamAutomaticMaskGenerator": "mobilesam.inference.amg",
+    "load_model": "mobilesam.loading",
+    "ModelLoadError": "mobilesam.loading",
     "OnnxPredictor": "mobilesam.runtime",
     "FastPredictor": "mobilesam.inference.fast_predictor",
     "evaluate_alignment": "mobilesam.evaluation.alignment",
@@ -41,15 +42,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mobilesam' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, ("__version__",))

@@ -169,9 +169,10 @@ def test_rank_slices_are_disjoint_and_together_make_the_same_cache(
         np.testing.assert_array_equal(got[k], ref[k])
 
 
-def test_old_name_still_resolves_with_a_deprecation_warning():
+def test_the_store_is_not_called_embedding_cache():
+    """``EmbeddingCache`` is the in-memory cache of mobilesam.inference; the disk store differs."""
     import mobilesam.distill
 
     assert "EmbeddingCache" not in mobilesam.distill.__all__
-    with pytest.warns(DeprecationWarning, match="TeacherEmbeddingStore"):
-        assert mobilesam.distill.EmbeddingCache is TeacherEmbeddingStore
+    with pytest.raises(AttributeError):
+        mobilesam.distill.EmbeddingCache  # noqa: B018

@@ -39,7 +39,7 @@ def torch_backend(model: Any, optimised: bool) -> Backend:
     """SamPredictor on the model as is, or FastPredictor (optimised copy + cache)."""
     import torch
 
-    from ..inference.optimize import FastPredictor
+    from ..inference.fast_predictor import FastPredictor
     from ..inference.predictor import SamPredictor
 
     pred = FastPredictor(model) if optimised else SamPredictor(model)
@@ -98,10 +98,10 @@ def onnx_backend(onnx_dir: str | Path, int8: bool, num_threads: int | None = Non
     pred = OnnxPredictor.from_dir(onnx_dir, int8=int8, num_threads=num_threads)
 
     def prepare(image: np.ndarray) -> np.ndarray:
-        return pred.prepare_image(image)[0]
+        return pred.encoder_input(image)[0]
 
     def encode(canvas: np.ndarray) -> np.ndarray:
-        return pred.encoder.run(None, {"image": canvas})[0]
+        return pred.encoder.run(canvas)
 
     def predict_one(point: np.ndarray) -> Prediction:
         return pred.predict(point_coords=point[None], point_labels=np.array([1]))

@@ -238,8 +238,7 @@ def _count_model_flops(
     def decode(points: np.ndarray) -> Any:
         ct = torch.as_tensor(points[:, None, :] * scale, dtype=torch.float)
         lt = torch.ones(ct.shape[:2], dtype=torch.int)
-        sparse, dense = pe(points=(ct, lt), boxes=None, masks=None)
-        return model.mask_decoder(features, pe.get_dense_pe(), sparse, dense, True)
+        return model.decode(features, points=(ct, lt))
 
     return {
         "encoder": count_flops(lambda: model.image_encoder(torch.zeros(1, 3, s, s))),

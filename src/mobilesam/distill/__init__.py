@@ -10,9 +10,7 @@ disk: ``build_cache`` writes it, ``TeacherEmbeddingStore`` reads it),
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
+from ..lazy import lazy_exports
 
 _LAZY = {
     "ImageSource": "sources",
@@ -38,22 +36,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name == "EmbeddingCache":  # renamed: the name belongs to mobilesam.inference.cache
-        warnings.warn(
-            "mobilesam.distill.EmbeddingCache is now TeacherEmbeddingStore",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        name = "TeacherEmbeddingStore"
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mobilesam.distill' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

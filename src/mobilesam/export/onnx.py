@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..inference.masks import mask_iou as mask_iou_of
 from ..modeling import Sam
 from .graphs import DecoderOnnxModel, EncoderOnnxModel
 
@@ -240,11 +241,6 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
-def _binary_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def check_graphs(
     model: Sam,
     encoder_path: str | Path,
@@ -300,7 +296,7 @@ def check_graphs(
             previous = lt[np.argmax(it)][None]
         low_diff = max(low_diff, float(np.abs(lt - lo).max()))
         iou_diff = max(iou_diff, float(np.abs(it - io_).max()))
-        mask_iou = min(mask_iou, min(_binary_iou(a, b) for a, b in zip(mt, mo)))
+        mask_iou = min(mask_iou, min(mask_iou_of(a, b) for a, b in zip(mt, mo)))
 
     problems = []
     if int8:
