@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,19 @@ def _weights_module():
     import weights  # the deterministic weight generator beside the parity fixtures
 
     return weights
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_weights_cache(tmp_path_factory):
+    """Tests never read or write the user's weights cache (``$MOBILESAM_HOME``): backend
+    choices and converted artifacts of the test models go to a folder of this session."""
+    old = os.environ.get("MOBILESAM_HOME")
+    os.environ["MOBILESAM_HOME"] = str(tmp_path_factory.mktemp("mobilesam_home"))
+    yield
+    if old is None:
+        os.environ.pop("MOBILESAM_HOME", None)
+    else:
+        os.environ["MOBILESAM_HOME"] = old
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ _LAZY = {
     "ResizeLongestSide": "mobilesam.inference.transforms",
     "SamAutomaticMaskGenerator": "mobilesam.inference.amg",
     "load_model": "mobilesam.loading",
+    "Predictor": "mobilesam.backends.predictor",
     "ModelLoadError": "mobilesam.loading",
     "OnnxPredictor": "mobilesam.runtime",
     "FastPredictor": "mobilesam.inference.fast_predictor",

@@ -36,6 +36,8 @@ def test_segment_writes_mask_overlay_and_json(tmp_path, generated_checkpoint, ca
             "--multimask",
             "--checkpoint",
             str(generated_checkpoint("vit_t")),
+            "--backend",
+            "torch-exact",
             "--out",
             str(out),
             "--overlay",
@@ -44,7 +46,7 @@ def test_segment_writes_mask_overlay_and_json(tmp_path, generated_checkpoint, ca
     )
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
-    assert len(report["masks"]) == 3
+    assert len(report["masks"]) == 3 and report["backend"] == "torch-exact"
     mask = np.array(Image.open(out))
     assert mask.shape == (534, 800) and set(np.unique(mask)) <= {0, 255}
     assert (mask > 0).sum() == report["masks"][report["best"]]["area"]
@@ -67,6 +69,27 @@ def test_segment_unreadable_image(tmp_path, capsys):
     assert main(["segment", str(bad), "--point", "1,1", "--out", str(tmp_path / "m.png")]) == 2
     err = capsys.readouterr().err
     assert "bad.jpg" in err and "not an image" in err
+
+
+def test_segment_auto_backend_is_chosen_once_and_remembered(
+    tmp_path, monkeypatch, small_model, capsys
+):
+    from mobilesam import save_checkpoint
+
+    monkeypatch.setenv("MOBILESAM_HOME", str(tmp_path / "home"))
+    ckpt = save_checkpoint(small_model, tmp_path / "small.safetensors")
+    args = ["segment", str(EXAMPLE), "--point", "400,260", "--checkpoint", str(ckpt)]
+    assert main([*args, "--out", str(tmp_path / "a.png")]) == 0
+    first = json.loads(capsys.readouterr().out)
+    choices = list((tmp_path / "home" / "backends").glob("vit_t-*/choice.json"))
+    assert len(choices) == 1
+    chosen = json.loads(choices[0].read_text())["backend"]
+    assert first["backend"] == chosen
+    assert main([*args, "--out", str(tmp_path / "b.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["backend"] == chosen
+    np.testing.assert_array_equal(
+        np.array(Image.open(tmp_path / "a.png")), np.array(Image.open(tmp_path / "b.png"))
+    )
 
 
 def test_segment_without_weights_says_where_to_put_them(tmp_path, monkeypatch, capsys):

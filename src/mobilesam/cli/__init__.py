@@ -19,6 +19,7 @@ COMMANDS = (
     "weights",
     "export",
     "bench",
+    "backends",
     "serve",
     "distill",
     "eval",

@@ -23,6 +23,35 @@ def add_model_args(p: argparse.ArgumentParser, default: str = "vit_t") -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """``--backend`` (default ``auto``) and ``--random-weights``."""
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="inference backend: auto (the fastest faithful one on this machine, measured on "
+        "first use and remembered), or a name from `mobilesam backends`, e.g. torch-exact",
+    )
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="generated weights instead of a checkpoint (demos and tests: masks are meaningless)",
+    )
+
+
+def load_predictor(args: argparse.Namespace) -> Any:
+    """A ``Predictor`` on ``--backend`` for ``--model`` / ``--checkpoint`` / ``--device``;
+    raises ``ModelLoadError``."""
+    from ..backends.predictor import Predictor
+
+    return Predictor.load(
+        args.model,
+        args.checkpoint,
+        backend=args.backend,
+        random_weights=getattr(args, "random_weights", False),
+        device=args.device,
+    )
+
+
 def load_model(args: argparse.Namespace) -> Any:
     """The model named by ``--model`` / ``--checkpoint`` / ``--device`` (and
     ``--random-weights`` where a command has it); raises ``ModelLoadError``."""

@@ -7,9 +7,10 @@ under a temporary name and renamed when complete (the whole folder is the unit o
 completion, so this is done here rather than file by file with
 :mod:`mobilesam.io`'s atomic writers), so an interrupted run leaves no
 half-written result; images whose folder exists are skipped unless
-``--overwrite``. Images are read with :func:`mobilesam.io.read_image`, the model
-is loaded by :func:`mobilesam.loading.load_model`, and the generator flags are
-derived from :class:`~mobilesam.inference.amg_options.AmgOptions`. Under
+``--overwrite``. Images are read with :func:`mobilesam.io.read_image`; the model
+and the image encoder's backend come from :mod:`mobilesam.backends` (``--backend``,
+the fastest faithful one by default); the generator flags are derived from
+:class:`~mobilesam.inference.amg_options.AmgOptions`. Under
 ``torchrun`` (RANK / WORLD_SIZE set) each process takes a disjoint shard of the
 sorted inputs.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..inference.amg_options import AmgOptions, option_fields
-from ._common import add_model_args, fail, load_model
+from ._common import add_backend_args, add_model_args, fail, load_predictor
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -49,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "--" + name.replace("_", "-"), type=kind, default=default, help=f"default {shown}"
         )
     add_model_args(p)
+    add_backend_args(p)
     return p
 
 
@@ -154,16 +156,23 @@ def run(args: argparse.Namespace) -> int:
     if todo:
         if args.device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per torchrun process
             args.device = f"cuda:{os.environ['LOCAL_RANK']}"
+        if args.exact:  # the reference algorithm encodes with the exact torch path too
+            args.backend = "torch-exact"
         try:
-            model = load_model(args)
+            predictor = load_predictor(args)
+            model = predictor.model_loader()
         except ModelLoadError as e:
             return fail(f"cannot load the model: {e}")
+        # The generator decodes with torch (exact or fast path); a non-torch backend
+        # chosen for this machine runs its image encoder.
+        encoder = None if predictor.backend.startswith("torch") else predictor.encoder
         options = AmgOptions(**{name: getattr(args, name) for name, _, _ in option_fields()})
         try:
             gen = SamAutomaticMaskGenerator(
                 model,
                 output_mode="binary_mask" if args.format == "png" else "coco_rle",
                 fast=not args.exact,
+                encoder=encoder,
                 **options.kwargs(),
             )
         except ValueError as e:

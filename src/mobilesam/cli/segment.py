@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from ._common import add_model_args, fail, load_model
+from ._common import add_backend_args, add_model_args, fail, load_predictor
 
 
 def _floats(text: str, n_min: int, n_max: int, what: str) -> list[float]:
@@ -56,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output mask PNG (0/255)")
     p.add_argument("--overlay", default=None, help="also write mask + prompts over the photo")
     add_model_args(p)
+    add_backend_args(p)
     return p
 
 
@@ -64,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
         return fail("give at least one --point or a --box")
     import numpy as np
 
-    from ..inference.predictor import SamPredictor
     from ..io import ImageReadError, read_image, save_png
     from ..loading import ModelLoadError
     from ..visualize import draw_prompts, overlay_masks
@@ -74,14 +75,15 @@ def run(args: argparse.Namespace) -> int:
     except ImageReadError as e:
         return fail(str(e))
     try:
-        model = load_model(args)
+        predictor = load_predictor(args)
     except ModelLoadError as e:
         return fail(str(e))
+    if args.random_weights:
+        print("mobilesam: warning: random weights: the masks are meaningless", file=sys.stderr)
 
     coords = np.array([[x, y] for x, y, _ in args.point], dtype=np.float64) if args.point else None
     labels = np.array([lab for _, _, lab in args.point], dtype=np.int64) if args.point else None
     box = np.array(args.box, dtype=np.float64) if args.box is not None else None
-    predictor = SamPredictor(model)
     predictor.set_image(image)
     try:
         masks, scores, _ = predictor.predict(
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         save_png(args.overlay, draw_prompts(pic, coords, labels, box))
     report = {
         "image": str(args.image),
-        "model": getattr(getattr(model, "config", None), "name", args.model),
+        "model": args.model,
+        "backend": predictor.backend,
         "size": [int(image.shape[0]), int(image.shape[1])],
         "best": best,
         "masks": [

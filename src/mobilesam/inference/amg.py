@@ -19,6 +19,7 @@ import torch
 from ..modeling import Sam
 from .amg_fast import CropFilters, FastCropProcessor
 from .amg_options import AmgOptions
+from .core import EncoderBackend
 from .grids import (
     batch_iterator,
     build_all_layer_point_grids,
@@ -57,7 +58,8 @@ class SamAutomaticMaskGenerator:
     within a crop, ``crop_n_layers`` extra crop layers (``crop_nms_thresh``,
     ``crop_overlap_ratio``, ``crop_n_points_downscale_factor``),
     ``min_mask_region_area`` hole/island clean-up and ``output_mode``.
-    ``fast=True`` selects the low-resolution filtering path.
+    ``fast=True`` selects the low-resolution filtering path; ``encoder`` runs
+    the image encoder on another backend (see :mod:`mobilesam.backends`).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class SamAutomaticMaskGenerator:
         output_mode: str = "binary_mask",
         *,
         fast: bool = False,
+        encoder: EncoderBackend | None = None,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("exactly one of points_per_side and point_grids must be given")
@@ -106,7 +109,7 @@ class SamAutomaticMaskGenerator:
         if min_mask_region_area > 0:
             import cv2  # noqa: F401
 
-        self.predictor = SamPredictor(model)
+        self.predictor = SamPredictor(model, encoder=encoder)
         self.points_per_batch = int(points_per_batch)
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh

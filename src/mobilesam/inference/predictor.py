@@ -12,17 +12,35 @@ from __future__ import annotations
 import torch
 
 from ..modeling import Sam
-from .core import DecoderBackend, DecodeRequest, Prediction, PredictorCore
+from .core import DecoderBackend, DecodeRequest, EncoderBackend, Prediction, PredictorCore
 from .torch_backend import TorchDecoder, TorchEncoder
 
 __all__ = ["Prediction", "SamPredictor"]
+
+
+class _TensorEncoder:
+    """Another runtime's encoder backend whose numpy embeddings become tensors here."""
+
+    def __init__(self, encoder: EncoderBackend, device: torch.device) -> None:
+        self.inner = encoder
+        self.image_size = encoder.image_size
+        self.image_format = encoder.image_format
+        self.device = device
+
+    def encode(self, images: list) -> torch.Tensor:
+        return torch.as_tensor(self.inner.encode(images), device=self.device)
+
+    def encode_tensors(self, tensors: list) -> torch.Tensor:
+        raise NotImplementedError("set_torch_image needs the torch encoder; use set_image")
 
 
 class SamPredictor(PredictorCore):
     """Prompted mask prediction for one image (or a batch of images) at a time.
 
     ``decoder`` replaces the exact decoder backend (the optimised predictor
-    passes its shared-embedding decoder); the default is the exact path.
+    passes its shared-embedding decoder); ``encoder`` replaces the image
+    encoder (e.g. an onnxruntime or OpenVINO backend chosen for this machine;
+    its embeddings are turned into tensors). The defaults are the exact path.
     """
 
     def __init__(
@@ -30,6 +48,7 @@ class SamPredictor(PredictorCore):
         sam_model: Sam,
         encoder_batch_size: int = 4,
         decoder: DecoderBackend | None = None,
+        encoder: EncoderBackend | None = None,
     ) -> None:
         self.model = sam_model
         # TinyViT has BatchNorm: predicting in training mode silently gives wrong masks.
@@ -37,7 +56,9 @@ class SamPredictor(PredictorCore):
         self.encoder_batch_size = max(1, int(encoder_batch_size))
         self.torch_decoder = TorchDecoder(sam_model)
         super().__init__(
-            TorchEncoder(sam_model, self.encoder_batch_size),
+            TorchEncoder(sam_model, self.encoder_batch_size)
+            if encoder is None
+            else _TensorEncoder(encoder, sam_model.device),
             decoder if decoder is not None else self.torch_decoder,
         )
 

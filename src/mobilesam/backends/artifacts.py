@@ -1,0 +1,155 @@
+"""Where converted models and the backend choice live: one folder per model, runtime and CPU.
+
+A model's artifacts (exported graphs, quantised copies, compiled-model caches)
+depend on its weights, the package and runtime versions and the CPU, so the
+folder is keyed by all of them: ``$MOBILESAM_HOME/backends/<model>-<key>/``.
+``manifest.json`` records each file's SHA-256: a half-written or corrupt file
+is detected and rebuilt. Conversions run under a file lock, in a staging folder
+whose files are renamed into place, so two processes converting at once leave
+one good copy. Torch-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..hub import cache_dir
+from ..io import atomic_write_text
+from .cpu import cpu_signature
+from .registry import BackendSpec, LoadContext
+
+RUNTIMES = ("mobilesam", "torch", "onnx", "onnxruntime", "openvino")
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def artifact_key(model: str, weights: str) -> dict[str, Any]:
+    """What the artifacts depend on: model, weights digest, runtime versions, CPU."""
+    return {
+        "model": model,
+        "weights": weights,
+        "versions": {name: _version(name) for name in RUNTIMES},
+        "cpu": cpu_signature(),
+    }
+
+
+class ArtifactStore:
+    """The artifact folder of one model on this machine (see the module docstring).
+
+    ``weights`` identifies the weights: the checkpoint's SHA-256, or e.g.
+    ``random-seed0`` for generated weights.
+    """
+
+    def __init__(self, model: str, weights: str, root: str | os.PathLike | None = None) -> None:
+        self.key = artifact_key(model, weights)
+        digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
+        base = Path(root) if root is not None else cache_dir() / "backends"
+        self.dir = base / f"{model}-{digest}"
+
+    # --------------------------------------------------------------- manifest
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "manifest.json"
+
+    def manifest(self) -> dict[str, str]:
+        """File name -> SHA-256 of the artifacts recorded as complete."""
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        files = data.get("files") if isinstance(data, dict) else None
+        return dict(files) if isinstance(files, dict) else {}
+
+    def _record(self, hashes: dict[str, str]) -> None:
+        files = {**self.manifest(), **hashes}
+        text = json.dumps({"key": self.key, "files": files}, indent=2, sort_keys=True)
+        atomic_write_text(self.manifest_path, text)
+
+    def valid(self, names: tuple[str, ...] | list[str], verify: bool = True) -> bool:
+        """All ``names`` exist and are recorded; with ``verify`` their hashes match too."""
+        recorded = self.manifest()
+        for name in names:
+            path = self.dir / name
+            if name not in recorded or not path.is_file():
+                return False
+            if verify and file_sha256(path) != recorded[name]:
+                return False
+        return True
+
+    # ----------------------------------------------------------------- making
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock on this folder (blocks while another process converts)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def ensure(self, spec: BackendSpec, ctx: LoadContext) -> None:
+        """Make ``spec``'s artifacts unless a verified copy exists (under the lock).
+
+        ``ctx.artifacts`` is ignored: conversion writes to a staging folder whose
+        files are then renamed into this store's folder.
+        """
+        if not spec.artifacts or spec.convert is None:
+            return
+        if self.valid(spec.artifacts):
+            return
+        with self.lock():
+            if self.valid(spec.artifacts):  # another process made them meanwhile
+                return
+            staging = Path(tempfile.mkdtemp(dir=self.dir, prefix=".staging-"))
+            try:
+                spec.convert(LoadContext(staging, ctx.model, ctx.threads, ctx.options))
+                hashes = {}
+                for name in spec.artifacts:
+                    made = staging / name
+                    if not made.is_file():
+                        raise RuntimeError(f"backend {spec.name}: conversion did not write {name}")
+                    hashes[name] = file_sha256(made)
+                    os.replace(made, self.dir / name)
+                self._record(hashes)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    # ----------------------------------------------------------------- choice
+    @property
+    def choice_path(self) -> Path:
+        return self.dir / "choice.json"
+
+    def read_choice(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.choice_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and "backend" in data else None
+
+    def write_choice(self, choice: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.choice_path, json.dumps(choice, indent=2, sort_keys=True))

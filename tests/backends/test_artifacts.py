@@ -1,0 +1,96 @@
+"""The artifact store: keyed folders, verified files, one conversion under a lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from mobilesam.backends import BackendSpec, LoadContext
+from mobilesam.backends.artifacts import ArtifactStore
+from mobilesam.backends.cpu import has_native_bf16, parse_cpuinfo
+
+
+def _spec(calls: list[int], delay: float = 0.0, write: bool = True) -> BackendSpec:
+    def convert(ctx: LoadContext) -> None:
+        calls.append(1)
+        time.sleep(delay)
+        if write:
+            (ctx.artifacts / "graph.bin").write_bytes(b"x" * 1000)
+
+    return BackendSpec(
+        name="fake",
+        description="",
+        precision="fp32",
+        needs_torch=False,
+        check=lambda: None,
+        load=lambda ctx: (None, None),
+        artifacts=("graph.bin",),
+        convert=convert,
+    )
+
+
+def _ctx(store: ArtifactStore) -> LoadContext:
+    return LoadContext(store.dir, model=lambda: None)
+
+
+def test_keys_separate_weights_and_models(tmp_path):
+    a = ArtifactStore("vit_t", "sha-a", tmp_path)
+    assert ArtifactStore("vit_t", "sha-a", tmp_path).dir == a.dir
+    assert ArtifactStore("vit_t", "sha-b", tmp_path).dir != a.dir
+    assert ArtifactStore("vit_b", "sha-a", tmp_path).dir != a.dir
+    assert a.key["cpu"] and "onnxruntime" in a.key["versions"]
+
+
+def test_convert_once_then_reuse_and_rebuild_corrupt_files(tmp_path):
+    store, calls = ArtifactStore("vit_t", "w", tmp_path), []
+    spec = _spec(calls)
+    store.ensure(spec, _ctx(store))
+    store.ensure(spec, _ctx(store))
+    assert calls == [1] and store.valid(("graph.bin",))
+    (store.dir / "graph.bin").write_bytes(b"x" * 999)  # truncated / corrupt
+    assert not store.valid(("graph.bin",))
+    store.ensure(spec, _ctx(store))
+    assert calls == [1, 1] and store.valid(("graph.bin",))
+    assert not list(store.dir.glob(".staging-*"))
+
+
+def test_a_conversion_that_writes_nothing_fails_and_leaves_nothing(tmp_path):
+    store, calls = ArtifactStore("vit_t", "w", tmp_path), []
+    with pytest.raises(RuntimeError, match="did not write graph.bin"):
+        store.ensure(_spec(calls, write=False), _ctx(store))
+    assert not store.valid(("graph.bin",)) and not list(store.dir.glob(".staging-*"))
+
+
+def test_two_converting_at_once_convert_once(tmp_path):
+    calls: list[int] = []
+    spec = _spec(calls, delay=0.3)
+    stores = [ArtifactStore("vit_t", "w", tmp_path) for _ in range(2)]
+    threads = [threading.Thread(target=s.ensure, args=(spec, _ctx(s))) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [1] and stores[0].valid(("graph.bin",))
+
+
+def test_choice_round_trip_and_garbage(tmp_path):
+    store = ArtifactStore("vit_t", "w", tmp_path)
+    assert store.read_choice() is None
+    store.write_choice({"backend": "ort-fp32", "candidates": []})
+    assert store.read_choice()["backend"] == "ort-fp32"
+    store.choice_path.write_text("{not json")
+    assert store.read_choice() is None
+
+
+def test_cpuinfo_parsing():
+    text = (
+        "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+        "processor\t: 1\nmodel name\t: Some CPU\nflags\t\t: fpu\n"
+    )
+    model, flags = parse_cpuinfo(text)
+    assert model == "Some CPU" and flags == {"fpu", "avx2", "avx512_bf16"}
+    assert (
+        has_native_bf16(flags) and has_native_bf16({"amx_bf16"}) and not has_native_bf16({"avx2"})
+    )
