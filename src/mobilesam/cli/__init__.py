@@ -20,6 +20,7 @@ COMMANDS = (
     "export",
     "bench",
     "serve",
+    "annotate",
     "distill",
     "eval",
 )
