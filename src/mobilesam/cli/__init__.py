@@ -21,6 +21,7 @@ COMMANDS = (
     "bench",
     "backends",
     "serve",
+    "annotate",
     "distill",
     "eval",
 )

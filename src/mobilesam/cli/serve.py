@@ -31,6 +31,22 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--cache-mb", type=float, default=1024.0, help="memory for cached embeddings (default 1024)"
     )
+    p.add_argument(
+        "--project",
+        metavar="DIR",
+        help="annotation project: a folder of images; objects are kept in DIR/annotations.sqlite",
+    )
+    p.add_argument(
+        "--web-runtime",
+        metavar="DIR",
+        help="onnxruntime-web files for the in-browser decoder (default: "
+        "$MOBILESAM_HOME/web-runtime, filled by `npm install --prefix DIR onnxruntime-web@1.30`)",
+    )
+    p.add_argument(
+        "--decoder-cache",
+        metavar="DIR",
+        help="where the decoder graph is exported for the page (default $MOBILESAM_HOME/decoders)",
+    )
     return p
 
 
@@ -62,7 +78,23 @@ def run(args: argparse.Namespace) -> int:
         weights = Path(args.checkpoint).name if args.checkpoint else "official"
     if args.random_weights:
         print("WARNING: serving RANDOM weights: the masks are meaningless (demo/test mode).")
-    app = create_app(model, limits, model_name=args.model, weights=weights)
+    if args.project and not Path(args.project).is_dir():
+        return fail(f"--project {args.project}: no such folder")
+    app = create_app(
+        model,
+        limits,
+        model_name=args.model,
+        weights=weights,
+        project=args.project,
+        web_runtime=args.web_runtime,
+        decoder_cache=args.decoder_cache,
+    )
+    if app.state.web_runtime is None:
+        print(
+            "note: onnxruntime-web not found: the page asks the server for every mask. "
+            "Install it with: npm install --prefix ~/.cache/mobilesam/web-runtime "
+            "onnxruntime-web@1.30"
+        )
     try:
         public = not ipaddress.ip_address(args.host).is_loopback
     except ValueError:

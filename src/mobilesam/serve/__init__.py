@@ -13,7 +13,11 @@ Framework-free core (no FastAPI import):
 - :mod:`.codec` -- bytes in and out: uploads (``mobilesam.io.decode_image``
   errors as HTTP errors), mask PNG / RLE, embeddings, ``mask_input``;
 - :mod:`.limits` (``ServeLimits``) and :mod:`.errors` (``ServeError``, the
-  JSON 4xx every refusal becomes).
+  JSON 4xx every refusal becomes);
+- :mod:`.projects` -- ``ProjectStore``: annotation projects (a folder of images,
+  labels, objects in SQLite), :mod:`.formats` -- COCO / YOLO / PNG export and
+  COCO import, :mod:`.webruntime` -- onnxruntime-web files and ``decoder.onnx``
+  for the page's in-browser decoder.
 
 HTTP layer:
 
@@ -21,7 +25,9 @@ HTTP layer:
 - :mod:`.middleware` -- the request body limit;
 - :mod:`.routes` -- routers: :mod:`~.routes.page` (``/``, ``/health``),
   :mod:`~.routes.images` (``/api/images...``), :mod:`~.routes.masks` (predict,
-  everything), each given the service by :mod:`~.routes.deps`;
+  everything), :mod:`~.routes.web` (``/api/web``, ``/web-runtime/*``,
+  ``/api/decoder.onnx``), :mod:`~.routes.projects` (``/api/project...``), each
+  given the service by :mod:`~.routes.deps`;
 - :mod:`.schemas` -- the pydantic bodies shown at ``/docs``;
 - ``static/`` -- the page's HTML, scripts and styles (no network access).
 """

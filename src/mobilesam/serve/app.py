@@ -12,6 +12,7 @@ bad input is answered with a JSON 4xx ``{"error": code, "detail": text}``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
@@ -23,9 +24,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .errors import ServeError
 from .limits import ServeLimits
 from .middleware import BodyLimitMiddleware
-from .routes import images, masks, page
+from .projects import ProjectStore
+from .routes import images, masks, page, projects, web
 from .routes.page import STATIC_DIR
 from .service import SegmentationService
+from .webruntime import DecoderGraphs, find_runtime
 
 if TYPE_CHECKING:
     from ..modeling import Sam
@@ -56,6 +59,9 @@ def create_app(
     *,
     model_name: str | None = None,
     weights: str = "checkpoint",
+    project: ProjectStore | str | Path | None = None,
+    web_runtime: str | Path | None = None,
+    decoder_cache: str | Path | None = None,
 ) -> FastAPI:
     """The web app: the page at ``/``, the JSON API under ``/api``, ``/health``, ``/docs``.
 
@@ -63,6 +69,11 @@ def create_app(
     use), or a ready ``SegmentationService``. ``weights`` describes the weights
     for ``/health`` and the page; ``"random"`` makes the page warn that the
     masks are meaningless.
+
+    project: an annotation project (a folder, or an open ``ProjectStore``) for
+    the ``/api/project`` routes. web_runtime: the onnxruntime-web files for the
+    in-browser decoder (default: ``$MOBILESAM_HOME/web-runtime`` if installed);
+    decoder_cache: where ``decoder.onnx`` is exported (see :mod:`.webruntime`).
     """
     from .. import __version__
 
@@ -72,12 +83,17 @@ def create_app(
         service = SegmentationService(model, limits, model_name=model_name, weights=weights)
     app = FastAPI(title="mobilesam", version=__version__, description=_DESCRIPTION)
     app.state.service = service
+    if project is not None and not isinstance(project, ProjectStore):
+        project = ProjectStore(project)
+    app.state.project = project
+    app.state.web_runtime = find_runtime(web_runtime)
+    app.state.decoder_graphs = DecoderGraphs(decoder_cache)
     max_body = service.limits.max_upload_bytes + _MULTIPART_SLACK
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)
     app.add_exception_handler(ServeError, _serve_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for router in (page.router, images.router, masks.router):
+    for router in (page.router, images.router, masks.router, web.router, projects.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

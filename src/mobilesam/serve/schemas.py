@@ -142,3 +142,65 @@ class ErrorBody(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422)
 }
+
+
+# ------------------------------------------------------------------ browser decoder, projects
+class WebConfig(BaseModel):
+    runtime: str | None = Field(description="URL folder of the onnxruntime-web files, or null")
+    runtime_hint: str | None = Field(description="how to install the runtime when it is missing")
+    decoder: str | None = Field(description="URL of decoder.onnx, or null if it cannot be made")
+    project: bool = Field(description="true if the server runs with an annotation project")
+
+
+class ObjectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(min_length=1, max_length=200, description="class name (added if new)")
+    mask: RLE = Field(description="COCO compressed RLE at the image's size")
+    prompts: dict[str, Any] | None = Field(default=None, description="points, labels, box")
+    score: Finite | None = Field(default=None, description="predicted IoU of the mask")
+
+
+class ObjectUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(description="the version this edit is based on (409 if stale)")
+    label: str | None = Field(default=None, min_length=1, max_length=200)
+    mask: RLE | None = None
+    prompts: dict[str, Any] | None = None
+    score: Finite | None = None
+
+
+class ObjectOut(BaseModel):
+    id: int
+    image: str = Field(description="the image's file name")
+    label: str
+    mask: RLE
+    area: int = Field(description="mask pixels")
+    bbox: tuple[int, int, int, int] = Field(description="XYWH")
+    prompts: dict[str, Any]
+    score: float | None
+    version: int
+
+
+class LabelIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ProjectImageOut(BaseModel):
+    file_name: str
+    width: int
+    height: int
+    objects: int
+
+
+class ProjectInfo(BaseModel):
+    name: str
+    labels: list[str]
+    images: list[ProjectImageOut]
+
+
+class ImportReport(BaseModel):
+    added: int
+    skipped_images: list[str]
+    problems: list[str]

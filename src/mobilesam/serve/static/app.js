@@ -1,4 +1,7 @@
-// Click-to-segment page: talks to the JSON API of the same server, nothing else.
+// Click-to-segment and annotation page: talks to the JSON API of the same server, nothing else.
+// Masks come from the decoder in the browser (decoder.js) when the server offers it, else from
+// POST /api/images/{id}/predict. Objects (mask + label + prompts) live in the server's project
+// (/api/project) when it has one, else in this page only.
 "use strict";
 
 (() => {
@@ -10,6 +13,10 @@
     grid: $("grid"), everything: $("everything"), png: $("download-png"),
     coco: $("download-coco"), status: $("status"), pos: $("mode-positive"),
     neg: $("mode-negative"), info: $("model-info"), warning: $("weights-warning"),
+    projectImage: $("project-image"), exportBox: $("project-export"), exportFormat: $("export-format"),
+    exportScope: $("export-scope"), exportBtn: $("export"), label: $("label-input"),
+    labelList: $("label-list"), save: $("save-object"), list: $("object-list"),
+    decoderMode: $("decoder-mode"),
   };
   const MASK_RGBA = [30, 144, 255, 120];
   const EDGE_RGBA = [255, 255, 255, 230];
@@ -23,7 +30,15 @@
     everything: null,   // last /everything response
     view: "none",       // "prompt" | "everything" | "none"
     seq: 0, busy: 0, negative: false, drag: null,
+    key: null,          // the image's key in the object store (project file name or image id)
+    objects: [],        // stored objects of this image
+    editing: null,      // the object being edited (its prompts are the draft), or null
+    hover: null,        // {rle} preview under the mouse (browser decoder only)
+    hoverBusy: false, hoverNext: null,
+    history: [],        // object operations to undo: {op: "add" | "delete" | "edit", ...}
+    labels: [], project: false, browser: false,
   };
+  window.__mobilesam = state;  // for tests and the console
 
   // ------------------------------------------------------------------ helpers
   function setStatus(text, kind) {
@@ -54,7 +69,10 @@
     els.clear.disabled = !has || (state.prompts.length === 0 && state.view === "none");
     els.everything.disabled = !has;
     els.png.disabled = !(state.view === "prompt" && state.result);
-    els.coco.disabled = !((state.view === "prompt" && state.result) || state.everything);
+    els.coco.disabled = !((state.view === "prompt" && state.result) || state.everything ||
+      state.objects.length);
+    els.save.disabled = !(has && state.view === "prompt" && state.result);
+    els.undo.disabled = !has || (state.prompts.length === 0 && state.history.length === 0);
   }
 
   function toImage(event) {
@@ -113,6 +131,16 @@
     ctx.clearRect(0, 0, w, h);
     let count = 0;
     const img = ctx.createImageData(w, h);
+    let drawn = 0;
+    for (const obj of state.objects) {
+      if (state.editing && obj.id === state.editing.id) continue;
+      RLE.paint(obj.mask, img.data, w, colourOf(obj.id));
+      drawn++;
+    }
+    if (state.hover && state.view !== "everything" && !state.prompts.length) {
+      RLE.paint(state.hover.rle, img.data, w, MASK_RGBA);
+      drawn++;
+    }
     if (state.view === "prompt" && state.result) {
       const m = state.result.masks[state.selected];
       if (m && m.rle) {
@@ -124,8 +152,10 @@
       state.everything.masks.forEach((m, i) => RLE.paint(m.segmentation, img.data, w, colourOf(i)));
       count = state.everything.masks.length;
     }
-    if (count) ctx.putImageData(img, 0, 0);
+    if (count || drawn) ctx.putImageData(img, 0, 0);
     els.mask.dataset.masks = String(count);
+    els.mask.dataset.objects = String(state.objects.length);
+    els.mask.dataset.hover = state.hover ? "1" : "0";
     els.mask.dataset.view = state.view;
   }
 
@@ -146,10 +176,221 @@
     drawPrompts();
     drawMasks();
     drawCandidates();
+    drawObjectList();
     updateButtons();
   }
 
+  // ------------------------------------------------------------------ objects
+  // One interface over the server's project and the page-only list.
+  const serverStore = {
+    list: (key) => api("/api/project/images/" + encodeURIComponent(key) + "/objects"),
+    add: (key, body) => api("/api/project/images/" + encodeURIComponent(key) + "/objects", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    }),
+    update: (obj, changes) => api("/api/project/objects/" + obj.id, {
+      method: "PUT", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ version: obj.version, ...changes }),
+    }),
+    remove: (obj) => api("/api/project/objects/" + obj.id + "?version=" + obj.version,
+      { method: "DELETE" }),
+  };
+  const pageObjects = new Map();  // image key -> objects
+  let pageNextId = 1;
+  const pageStore = {
+    list: async (key) => (pageObjects.get(key) || []).slice(),
+    add: async (key, body) => {
+      const obj = { id: pageNextId++, image: key, version: 1, ...body, ...RLE.stats(body.mask) };
+      pageObjects.set(key, [...(pageObjects.get(key) || []), obj]);
+      return obj;
+    },
+    update: async (obj, changes) => {
+      const list = pageObjects.get(obj.image) || [];
+      const next = { ...obj, ...changes, version: obj.version + 1 };
+      if (changes.mask) Object.assign(next, RLE.stats(changes.mask));
+      pageObjects.set(obj.image, list.map((o) => (o.id === obj.id ? next : o)));
+      return next;
+    },
+    remove: async (obj) => {
+      pageObjects.set(obj.image, (pageObjects.get(obj.image) || []).filter((o) => o.id !== obj.id));
+    },
+  };
+  const store = () => (state.project ? serverStore : pageStore);
+
+  function currentLabel() {
+    return els.label.value.trim() || state.labels[0] || "object";
+  }
+
+  function setLabels(labels) {
+    state.labels = labels;
+    els.labelList.textContent = "";
+    for (const name of labels) {
+      const o = document.createElement("option");
+      o.value = name;
+      els.labelList.appendChild(o);
+    }
+  }
+
+  function drawObjectList() {
+    els.list.textContent = "";
+    state.objects.forEach((obj) => {
+      const li = document.createElement("li");
+      li.dataset.id = String(obj.id);
+      if (state.editing && state.editing.id === obj.id) li.classList.add("selected");
+      const [r, g, b] = colourOf(obj.id);
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = "rgb(" + r + "," + g + "," + b + ")";
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = obj.label;
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      meta.textContent = obj.area + " px";
+      const del = document.createElement("button");
+      del.textContent = "×";
+      del.title = "delete this object (Del)";
+      del.setAttribute("aria-label", "delete " + obj.label);
+      del.addEventListener("click", (e) => { e.stopPropagation(); deleteObject(obj); });
+      li.append(sw, name, meta, del);
+      li.addEventListener("click", () => selectObject(obj));
+      els.list.appendChild(li);
+    });
+    els.save.textContent = state.editing ? "Update object" : "Save object";
+  }
+
+  async function loadObjects() {
+    state.objects = await store().list(state.key);
+  }
+
+  function selectObject(obj) {
+    state.seq++;
+    state.editing = obj;
+    const pr = obj.prompts || {};
+    state.prompts = [];
+    (pr.points || []).forEach(([x, y], i) =>
+      state.prompts.push({ type: "point", x, y, label: pr.labels ? pr.labels[i] : 1 }));
+    if (pr.box) {
+      const [x0, y0, x1, y1] = pr.box;
+      state.prompts.push({ type: "box", x0, y0, x1, y1 });
+    }
+    const m = { score: obj.score || 0, area: obj.area, bbox: obj.bbox, rle: obj.mask };
+    state.result = { masks: [m], best: 0 };
+    state.selected = 0;
+    state.view = "prompt";
+    els.label.value = obj.label;
+    render();
+    setStatus("Editing object " + obj.id + " (" + obj.label + "): click to change its mask, " +
+      "Enter to save, Esc to stop.");
+  }
+
+  function promptBody() {
+    const points = state.prompts.filter((p) => p.type === "point");
+    const boxes = state.prompts.filter((p) => p.type === "box");
+    const b = boxes[boxes.length - 1];
+    return {
+      points: points.length ? points.map((p) => [p.x, p.y]) : null,
+      labels: points.length ? points.map((p) => p.label) : null,
+      box: b ? [b.x0, b.y0, b.x1, b.y1] : null,
+    };
+  }
+
+  async function saveObject() {
+    if (!state.key || state.view !== "prompt" || !state.result || state.saving) return;
+    state.saving = true;
+    const m = state.result.masks[state.selected];
+    const body = { label: currentLabel(), mask: m.rle, prompts: promptBody(), score: m.score };
+    try {
+      let obj;
+      if (state.editing) {
+        const before = state.editing;
+        obj = await store().update(before, body);
+        state.history.push({ op: "edit", before, after: obj });
+      } else {
+        obj = await store().add(state.key, body);
+        state.history.push({ op: "add", obj });
+      }
+      if (!state.labels.includes(obj.label)) setLabels([...state.labels, obj.label]);
+      await loadObjects();
+      newObject();
+      setStatus("Saved object " + obj.id + " (" + obj.label + ", " + obj.area + " pixels).");
+      refreshProjectImages();
+    } catch (err) {
+      setStatus("Saving failed: " + err.message, "error");
+      if (/\(409\)/.test(err.message)) { await loadObjects(); render(); }
+    } finally {
+      state.saving = false;
+    }
+  }
+
+  async function deleteObject(obj) {
+    try {
+      await store().remove(obj);
+      state.history.push({ op: "delete", obj });
+      if (state.editing && state.editing.id === obj.id) newObject();
+      await loadObjects();
+      render();
+      setStatus("Deleted object " + obj.id + " (" + obj.label + "). Ctrl+Z brings it back.");
+      refreshProjectImages();
+    } catch (err) {
+      setStatus("Deleting failed: " + err.message, "error");
+    }
+  }
+
+  async function undoObject() {
+    const h = state.history.pop();
+    if (!h) return;
+    const current = (id) => state.objects.find((o) => o.id === id);
+    try {
+      if (h.op === "add") {
+        await store().remove(current(h.obj.id) || h.obj);
+      } else if (h.op === "delete") {
+        const o = h.obj;
+        await store().add(state.key, { label: o.label, mask: o.mask, prompts: o.prompts, score: o.score });
+      } else {
+        const b = h.before;
+        await store().update(current(h.after.id) || h.after,
+          { label: b.label, mask: b.mask, prompts: b.prompts, score: b.score });
+      }
+      newObject();
+      await loadObjects();
+      render();
+      setStatus("Undid the last " + h.op + ".");
+      refreshProjectImages();
+    } catch (err) {
+      setStatus("Undo failed: " + err.message, "error");
+    }
+  }
+
+  function newObject() {  // forget the draft and the selection
+    state.seq++;
+    state.editing = null;
+    state.prompts = [];
+    state.result = null;
+    if (state.view === "prompt") state.view = "none";
+    render();
+  }
+
   // ------------------------------------------------------------------ actions
+  async function showImage(info, bitmap, name, key) {
+    Object.assign(state, {
+      name, imageId: info.image_id, key, width: info.width, height: info.height, prompts: [],
+      result: null, selected: 0, everything: null, view: "none", editing: null, hover: null,
+      history: [], objects: [],
+    });
+    for (const c of [els.image, els.mask, els.prompt]) { c.width = info.width; c.height = info.height; }
+    els.image.getContext("2d").drawImage(bitmap, 0, 0, info.width, info.height);
+    els.wrap.hidden = false;
+    els.hint.hidden = true;
+    els.stage.classList.remove("empty");
+    await loadObjects();
+    render();
+    if (state.browser) {
+      try { await BrowserDecoder.setImage(info.image_id); } catch (err) {
+        setStatus("The embedding did not load (" + err.message + "); the server decodes.", "error");
+      }
+    }
+  }
+
   async function openFile(file) {
     if (!file) return;
     if (file.type && !file.type.startsWith("image/")) {
@@ -173,58 +414,128 @@
       setStatus("Upload failed: " + err.message, "error");
       return;
     }
-    Object.assign(state, {
-      name: file.name.replace(/\.[^.]+$/, "") || "image", imageId: info.image_id,
-      width: info.width, height: info.height, prompts: [], result: null, selected: 0,
-      everything: null, view: "none",
-    });
-    for (const c of [els.image, els.mask, els.prompt]) { c.width = info.width; c.height = info.height; }
-    els.image.getContext("2d").drawImage(bitmap, 0, 0, info.width, info.height);
-    els.wrap.hidden = false;
-    els.hint.hidden = true;
-    els.stage.classList.remove("empty");
-    render();
+    const wasProject = state.project;
+    state.project = false;  // an uploaded file is not part of the project: objects stay here
+    els.projectImage.value = "";
+    await showImage(info, bitmap, file.name.replace(/\.[^.]+$/, "") || "image", info.image_id);
+    if (wasProject) els.exportBox.hidden = true;
     const how = info.cached ? "already encoded" : "encoded in " + Math.round(info.encode_ms) + " ms";
     setStatus(info.width + "×" + info.height + ", " + how + ". Click the object to segment it.");
   }
 
+  async function openProjectImage(name) {
+    if (!name) return;
+    state.project = true;
+    els.exportBox.hidden = false;
+    setStatus("Opening “" + name + "”…", "busy");
+    try {
+      const path = "/api/project/images/" + encodeURIComponent(name);
+      const [info, blob] = await Promise.all([
+        api(path + "/open", { method: "POST" }),
+        fetch(path + "/file").then((r) => r.blob()),
+      ]);
+      const bitmap = await createImageBitmap(blob, { imageOrientation: "from-image" });
+      await showImage(info, bitmap, name.replace(/\.[^.]+$/, ""), name);
+      setStatus(info.width + "×" + info.height + ", " + state.objects.length +
+        " objects. Click the object to segment it.");
+    } catch (err) {
+      setStatus("Opening failed: " + err.message, "error");
+    }
+  }
+
+  async function refreshProjectImages() {
+    if (!state.project) return;
+    const info = await api("/api/project");
+    const chosen = els.projectImage.value;
+    els.projectImage.textContent = "";
+    for (const im of info.images) {
+      const o = document.createElement("option");
+      o.value = im.file_name;
+      o.textContent = im.file_name + " (" + im.objects + ")";
+      els.projectImage.appendChild(o);
+    }
+    els.projectImage.value = chosen;
+    setLabels(info.labels);
+    return info;
+  }
+
+  // Masks for the draft prompts: in the browser when it can, else from the server.
+  async function decodeMasks(body, multimask) {
+    if (state.browser && BrowserDecoder.ready()) {
+      const t0 = performance.now();
+      try {
+        await BrowserDecoder.setImage(state.imageId);
+        const out = await BrowserDecoder.decode(state.imageId, body, multimask);
+        const masks = out.masks.map((m) => {
+          const rle = RLE.encode(m.mask, state.width, state.height);
+          return { score: m.score, rle, ...RLE.stats(rle) };
+        });
+        return { masks, best: out.best, elapsed_ms: performance.now() - t0, source: "browser" };
+      } catch (err) {
+        console.warn("browser decoder failed, asking the server", err);
+      }
+    }
+    const res = await api("/api/images/" + state.imageId + "/predict", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...body, multimask, formats: ["rle"] }),
+    });
+    res.source = "server";
+    return res;
+  }
+
   async function predict() {
     const seq = ++state.seq;
-    const points = state.prompts.filter((p) => p.type === "point");
-    const boxes = state.prompts.filter((p) => p.type === "box");
-    if (!points.length && !boxes.length) {
+    const body = promptBody();
+    if (!body.points && !body.box) {
       state.result = null;
       state.view = "none";
       render();
       return;
     }
-    const body = {
-      points: points.length ? points.map((p) => [p.x, p.y]) : null,
-      labels: points.length ? points.map((p) => p.label) : null,
-      box: boxes.length ? (({ x0, y0, x1, y1 }) => [x0, y0, x1, y1])(boxes[boxes.length - 1]) : null,
-      multimask: els.multimask.checked,
-      formats: ["png", "rle"],
-    };
     setStatus("Predicting…", "busy");
     try {
-      const res = await api("/api/images/" + state.imageId + "/predict", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-      });
+      const res = await decodeMasks(body, els.multimask.checked);
       if (seq !== state.seq) return;  // a newer action superseded this one
       state.result = res;
       state.selected = res.best;
       state.view = "prompt";
+      state.hover = null;
       render();
       const m = res.masks[res.best];
       setStatus("Mask " + (res.best + 1) + ": predicted IoU " + m.score.toFixed(3) + ", " +
-        m.area + " pixels (" + Math.round(res.elapsed_ms) + " ms).");
+        m.area + " pixels (" + Math.round(res.elapsed_ms) + " ms, " + res.source + "). " +
+        "Enter saves it as an object.");
     } catch (err) {
       if (seq === state.seq) setStatus("Prediction failed: " + err.message, "error");
     }
   }
 
+  // The mask under the mouse before the first click (browser decoder only: no request).
+  async function hoverPreview(x, y) {
+    if (!state.browser || !BrowserDecoder.ready() || state.prompts.length || state.view === "everything") return;
+    if (state.hoverBusy) { state.hoverNext = [x, y]; return; }
+    state.hoverBusy = true;
+    try {
+      const label = state.negative ? 0 : 1;
+      await BrowserDecoder.setImage(state.imageId);
+      const out = await BrowserDecoder.decode(state.imageId, { points: [[x, y]], labels: [label], box: null }, false);
+      if (!state.prompts.length && state.view !== "everything") {
+        state.hover = { rle: RLE.encode(out.masks[0].mask, state.width, state.height) };
+        drawMasks();
+      }
+    } catch (err) {
+      state.hover = null;
+    } finally {
+      state.hoverBusy = false;
+      const next = state.hoverNext;
+      state.hoverNext = null;
+      if (next) hoverPreview(next[0], next[1]);
+    }
+  }
+
   function addPrompt(p) {
     state.prompts.push(p);
+    state.hover = null;
     drawPrompts();
     updateButtons();
     predict();
@@ -264,15 +575,31 @@
     a.remove();
   }
 
-  function downloadPng() {
+  function downloadPng() {  // white = mask, painted from its RLE (server or browser mask)
     const m = state.result && state.result.masks[state.selected];
-    if (!m || !m.png) return;
-    download(state.name + "-mask.png", "data:image/png;base64," + m.png);
+    if (!m) return;
+    const c = document.createElement("canvas");
+    c.width = state.width;
+    c.height = state.height;
+    const ctx = c.getContext("2d");
+    const img = ctx.createImageData(state.width, state.height);
+    for (let i = 3; i < img.data.length; i += 4) img.data[i] = 255;
+    RLE.paint(m.rle, img.data, state.width, [255, 255, 255, 255]);
+    ctx.putImageData(img, 0, 0);
+    download(state.name + "-mask.png", c.toDataURL("image/png"));
   }
 
   function downloadCoco() {
     let anns;
-    if (state.view === "prompt" && state.result) {
+    let categories = [{ id: 1, name: "object" }];
+    if (state.objects.length && state.view !== "everything") {
+      const names = [...new Set(state.objects.map((o) => o.label))];
+      categories = names.map((name, i) => ({ id: i + 1, name }));
+      anns = state.objects.map((o) => ({
+        segmentation: o.mask, area: o.area, bbox: o.bbox, score: o.score,
+        category_id: names.indexOf(o.label) + 1,
+      }));
+    } else if (state.view === "prompt" && state.result) {
       const m = state.result.masks[state.selected];
       anns = [{ segmentation: m.rle, area: m.area, bbox: m.bbox, score: m.score }];
     } else if (state.everything) {
@@ -287,7 +614,7 @@
     const coco = {
       info: { description: "masks from mobilesam", date_created: new Date().toISOString() },
       images: [{ id: 1, file_name: state.name, width: state.width, height: state.height }],
-      categories: [{ id: 1, name: "object" }],
+      categories,
       annotations: anns.map((a, i) => ({ id: i + 1, image_id: 1, category_id: 1, iscrowd: 0, ...a })),
     };
     const blob = new Blob([JSON.stringify(coco)], { type: "application/json" });
@@ -296,20 +623,25 @@
     setTimeout(() => URL.revokeObjectURL(url), 1000);
   }
 
-  function undo() {
-    if (!state.prompts.length) return;
+  function undo() {  // the last point or box of the draft, else the last object operation
+    if (!state.prompts.length) { undoObject(); return; }
     state.prompts.pop();
     drawPrompts();
     predict();
   }
 
   function clearAll() {
-    state.seq++;
-    state.prompts = [];
-    state.result = null;
+    newObject();
     state.view = "none";
     render();
     setStatus("Cleared. Click the object to segment it.");
+  }
+
+  function exportProject() {
+    const fmt = els.exportFormat.value;
+    let url = "/api/project/export?format=" + encodeURIComponent(fmt);
+    if (els.exportScope.value === "image" && state.key) url += "&image=" + encodeURIComponent(state.key);
+    download("", url);
   }
 
   function setNegative(on) {
@@ -328,6 +660,16 @@
   els.pos.addEventListener("click", () => setNegative(false));
   els.neg.addEventListener("click", () => setNegative(true));
   els.multimask.addEventListener("change", () => { if (state.prompts.length) predict(); });
+  els.save.addEventListener("click", saveObject);
+  els.exportBtn.addEventListener("click", exportProject);
+  els.projectImage.addEventListener("change", () => openProjectImage(els.projectImage.value));
+  els.label.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter") return;
+    e.preventDefault();
+    e.stopPropagation();  // the page's own Enter shortcut would save it a second time
+    els.label.blur();
+    saveObject();
+  });
 
   els.prompt.addEventListener("contextmenu", (e) => e.preventDefault());
   els.prompt.addEventListener("pointerdown", (e) => {
@@ -339,7 +681,10 @@
   });
   els.prompt.addEventListener("pointermove", (e) => {
     const d = state.drag;
-    if (!d) return;
+    if (!d) {
+      if (state.imageId && e.pointerType === "mouse") hoverPreview(...toImage(e));
+      return;
+    }
     if (!d.box && Math.hypot(e.clientX - d.cx, e.clientY - d.cy) < DRAG_PX) return;
     const [x, y] = toImage(e);
     d.box = {
@@ -359,6 +704,9 @@
       addPrompt({ type: "point", x: d.x, y: d.y, label: negative ? 0 : 1 });
     }
   };
+  els.prompt.addEventListener("pointerleave", () => {
+    if (state.hover) { state.hover = null; drawMasks(); }
+  });
   els.prompt.addEventListener("pointerup", endDrag);
   els.prompt.addEventListener("pointercancel", endDrag);
 
@@ -370,14 +718,55 @@
     if (e.dataTransfer.files.length) openFile(e.dataTransfer.files[0]);
   });
   document.addEventListener("keydown", (e) => {
-    if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
-    else if (e.key === "Escape") clearAll();
+    if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); return; }
+    const typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
+    if (e.key === "Escape") { if (typing) document.activeElement.blur(); clearAll(); return; }
+    if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === "Enter") { e.preventDefault(); saveObject(); }
+    else if ((e.key === "Delete" || e.key === "Backspace") && state.editing) deleteObject(state.editing);
+    else if (/^[1-9]$/.test(e.key) && state.labels[Number(e.key) - 1]) {
+      els.label.value = state.labels[Number(e.key) - 1];
+      setStatus("Label: " + els.label.value);
+    }
   });
   window.addEventListener("resize", () => { if (state.imageId) drawPrompts(); });
 
-  api("/health").then((h) => {
-    els.info.textContent = h.model + " · " + h.device;
-    els.warning.hidden = h.weights !== "random";
-  }).catch((err) => setStatus("The server does not answer: " + err.message, "error"));
+  function setDecoderMode(mode, why) {
+    els.decoderMode.dataset.mode = mode;
+    els.decoderMode.textContent = mode === "browser" ? "decoder: in the browser"
+      : mode === "server" ? "decoder: on the server" : "decoder: loading…";
+    els.decoderMode.title = why || "";
+  }
+
+  async function start() {
+    let health, web;
+    try {
+      [health, web] = await Promise.all([api("/health"), api("/api/web")]);
+    } catch (err) {
+      setStatus("The server does not answer: " + err.message, "error");
+      setDecoderMode("server", err.message);
+      return;
+    }
+    els.info.textContent = health.model + " · " + health.device;
+    els.warning.hidden = health.weights !== "random";
+    if (web.project) {
+      state.project = true;
+      els.projectImage.hidden = false;
+      els.exportBox.hidden = false;
+      const info = await refreshProjectImages();
+      if (info.images.length && !state.imageId) {
+        els.projectImage.value = info.images[0].file_name;
+        openProjectImage(info.images[0].file_name);
+      }
+    }
+    const why = await BrowserDecoder.init(web, health);
+    state.browser = why === null;
+    setDecoderMode(state.browser ? "browser" : "server", why || web.runtime_hint);
+    if (state.browser && state.imageId) {
+      BrowserDecoder.setImage(state.imageId).catch(() => {});
+    }
+  }
+
+  start();
   updateButtons();
 })();

@@ -69,5 +69,53 @@ const RLE = (() => {
     }
   }
 
-  return { counts, paint, outline };
+  // Row-major 0/1 mask (width w, height h) -> COCO compressed RLE {size: [h, w], counts}.
+  function encode(mask, w, h) {
+    const cnts = [];
+    let prev = 0, run = 0;
+    for (let x = 0; x < w; x++) {
+      for (let y = 0; y < h; y++) {  // column-major, as pycocotools
+        const v = mask[y * w + x];
+        if (v !== prev) { cnts.push(run); run = 0; prev = v; }
+        run++;
+      }
+    }
+    cnts.push(run);
+    let s = "";
+    for (let i = 0; i < cnts.length; i++) {
+      let x = cnts[i];
+      if (i > 2) x -= cnts[i - 2];
+      let more = 1;
+      while (more) {
+        let c = x & 0x1f;
+        x >>= 5;
+        more = (c & 0x10) ? x !== -1 : x !== 0;
+        if (more) c |= 0x20;
+        s += String.fromCharCode(c + 48);
+      }
+    }
+    return { size: [h, w], counts: s };
+  }
+
+  // Pixel count and XYWH box of an RLE.
+  function stats(rle) {
+    const h = rle.size[0];
+    const runs = counts(rle.counts);
+    let idx = 0, area = 0, x0 = Infinity, y0 = Infinity, x1 = -1, y1 = -1;
+    for (let i = 0; i < runs.length; i++) {
+      const n = runs[i];
+      if (i % 2 === 1 && n > 0) {
+        const a = idx, b = idx + n - 1;
+        const ax = Math.floor(a / h), bx = Math.floor(b / h);
+        area += n;
+        x0 = Math.min(x0, ax); x1 = Math.max(x1, bx);
+        if (ax === bx) { y0 = Math.min(y0, a - ax * h); y1 = Math.max(y1, b - bx * h); }
+        else { y0 = 0; y1 = h - 1; }  // a run across columns touches the top and the bottom
+      }
+      idx += n;
+    }
+    return { area, bbox: area ? [x0, y0, x1 - x0 + 1, y1 - y0 + 1] : [0, 0, 0, 0] };
+  }
+
+  return { counts, paint, outline, encode, stats };
 })();
