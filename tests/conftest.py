@@ -29,12 +29,17 @@ def _private_weights_cache(tmp_path_factory):
     """Tests never read or write the user's weights cache (``$MOBILESAM_HOME``): backend
     choices and converted artifacts of the test models go to a folder of this session."""
     old = os.environ.get("MOBILESAM_HOME")
+    old_web = os.environ.get("MOBILESAM_WEB_RUNTIME")
+    if old_web is None:  # what .ci/run installed for the browser test stays findable
+        home = Path(old) if old else Path.home() / ".cache" / "mobilesam"
+        os.environ["MOBILESAM_WEB_RUNTIME"] = str(home / "web-runtime")
     os.environ["MOBILESAM_HOME"] = str(tmp_path_factory.mktemp("mobilesam_home"))
     yield
-    if old is None:
-        os.environ.pop("MOBILESAM_HOME", None)
-    else:
-        os.environ["MOBILESAM_HOME"] = old
+    for name, value in (("MOBILESAM_HOME", old), ("MOBILESAM_WEB_RUNTIME", old_web)):
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
