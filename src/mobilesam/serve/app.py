@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .errors import ServeError
 from .limits import ServeLimits
 from .middleware import BodyLimitMiddleware
-from .routes import images, masks, page
+from .routes import images, jobs, masks, page
 from .routes.page import STATIC_DIR
 from .service import SegmentationService
 
@@ -46,7 +46,7 @@ _STATUS_CODES = {
 _DESCRIPTION = (
     "Click-to-segment with MobileSAM: upload an image once, then prompt it with points and "
     "boxes; segment everything; fetch the image embedding for an in-browser decoder. Errors "
-    "are JSON `{error, detail}` with a 4xx status."
+    "are JSON `{error, detail}` with a 4xx status, or 503 with `Retry-After` when busy."
 )
 
 
@@ -77,14 +77,14 @@ def create_app(
     app.add_exception_handler(ServeError, _serve_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for router in (page.router, images.router, masks.router):
+    for router in (page.router, images.router, masks.router, jobs.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 
 async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
-    return JSONResponse(exc.to_json(), status_code=exc.status)
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=exc.headers)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
