@@ -5,7 +5,8 @@
 
 :func:`create_app` only assembles the app: the service in ``app.state``, the
 body limit (:mod:`.middleware`), the JSON error handlers below, the routers of
-:mod:`.routes` (page and health, images, masks) and the static files. Every
+:mod:`.routes` (page, docs and health, images, masks, jobs), the static files,
+and the OpenAPI 3.1 document of :mod:`.openapi`. Every
 bad input is answered with a JSON 4xx ``{"error": code, "detail": text}``.
 """
 
@@ -20,6 +21,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import openapi
 from .errors import ServeError
 from .limits import ServeLimits
 from .middleware import BodyLimitMiddleware
@@ -70,7 +72,15 @@ def create_app(
         service = model
     else:
         service = SegmentationService(model, limits, model_name=model_name, weights=weights)
-    app = FastAPI(title="mobilesam", version=__version__, description=_DESCRIPTION)
+    # FastAPI's /docs and /redoc load their scripts from a CDN: routes.page serves /docs instead.
+    app = FastAPI(
+        title="mobilesam",
+        version=__version__,
+        description=_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
+    openapi.install(app, service.limits)
     app.state.service = service
     max_body = service.limits.max_upload_bytes + _MULTIPART_SLACK
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)
