@@ -205,3 +205,15 @@ def test_shutdown_cancels_waiting_and_running():
     with pytest.raises(ServeError) as e:
         q.submit("t", lambda ctx: None)
     assert e.value.status == 503
+
+
+def test_shutdown_with_wait_stops_workers_and_reopens():
+    q = JobQueue(workers=1)
+    gate = threading.Event()
+    gate.set()
+    running = q.submit("t", _gated(gate, steps=10**6))
+    _until(lambda: running.status is JobStatus.RUNNING)
+    q.shutdown()
+    assert running.status is JobStatus.CANCELLED
+    assert q.submit("t", lambda ctx: 3).wait(5)  # new workers start
+    q.shutdown()

@@ -12,13 +12,15 @@ bad input is answered with a JSON 4xx ``{"error": code, "detail": text}``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import openapi
@@ -79,6 +81,7 @@ def create_app(
         description=_DESCRIPTION,
         docs_url=None,
         redoc_url=None,
+        lifespan=_lifespan,
     )
     openapi.install(app, service.limits)
     app.state.service = service
@@ -91,6 +94,13 @@ def create_app(
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """On shutdown, cancel the jobs and wait for the workers (a job stops at its next batch)."""
+    yield
+    await run_in_threadpool(app.state.service.jobs.shutdown)
 
 
 async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:

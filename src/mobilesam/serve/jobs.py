@@ -226,7 +226,12 @@ class JobQueue:
             }
 
     def shutdown(self, wait: bool = True) -> None:
-        """Cancel every job and stop the workers."""
+        """Cancel every job and stop the workers.
+
+        With ``wait`` it returns once the workers have exited (a running job at
+        its next check) and the queue takes submissions again (new workers
+        start); without, submissions are refused with 503 from now on.
+        """
         with self._cond:
             self._closed = True
             while self._queue:
@@ -239,6 +244,9 @@ class JobQueue:
         if wait:
             for t in threads:
                 t.join()
+            with self._cond:
+                self._threads = [t for t in self._threads if t.is_alive()]
+                self._closed = False
 
     # -------------------------------------------------------------- internals
     def _new_id(self) -> str:
