@@ -9,7 +9,15 @@ prompt requests. Without ``--url`` it starts its own server in this process
 
 A fraction of the requests (``--bad-fraction``) is deliberately invalid; those
 must be answered with a 4xx. Exit status 1 if any request got a 5xx, an
-unexpected status or no answer.
+unexpected status or no answer; a 503 with ``Retry-After`` (the service busy)
+is counted apart and is not a failure.
+
+Mixed load: ``--job-clients N`` adds N clients that, while the prompt clients
+run, submit segment-everything jobs (``POST .../everything/jobs``, each with
+options not seen before so no cached result answers it), poll them to the end
+and submit the next; the summary adds job throughput and their 503s.
+
+    python scripts/loadtest.py --random-weights --clients 10 --job-clients 2 --requests 300
 """
 
 from __future__ import annotations
@@ -42,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--random-weights", action="store_true", help="built-in server, random weights")
     p.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
     p.add_argument("--requests", type=int, default=400, help="prompt requests in all (default 400)")
+    p.add_argument("--job-clients", type=int, default=0, help="segment-everything job clients")
+    p.add_argument("--points-per-side", type=int, default=32, help="grid of the jobs (default 32)")
+    p.add_argument(
+        "--think-ms", type=float, default=0.0, help="pause of a prompt client between requests"
+    )
     p.add_argument("--bad-fraction", type=float, default=0.1, help="share of invalid requests")
     p.add_argument("--images", nargs="*", default=None, help="image files to upload")
     p.add_argument("--seed", type=int, default=0)
@@ -50,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.clients <= 64:
         p.error("--clients must be 1-64")
+    if not 0 <= args.job_clients <= 8:
+        p.error("--job-clients must be 0-8")
     if not 1 <= args.requests <= 5000:
         p.error("--requests must be 1-5000")
     if not 0.0 <= args.bad_fraction <= 0.5:
@@ -74,7 +89,9 @@ def start_server(args: argparse.Namespace) -> tuple[str, object]:
         port = s.getsockname()[1]
     app = create_app(model, model_name=args.model, weights=str(weights))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    server.thread = thread  # joined at the end: shutdown waits for running jobs to stop
     deadline = time.monotonic() + 60
     while not server.started:
         if time.monotonic() > deadline:
@@ -159,15 +176,70 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
                     status = -1
                 with lock:
                     results.append((expect_error, status, time.perf_counter() - t0))
+                if args.think_ms:
+                    time.sleep(args.think_ms / 1000.0)
 
-    print(f"{args.requests} prompt requests from {args.clients} clients ...", flush=True)
+    stop = threading.Event()
+    jobs: list[tuple[str, float]] = []  # (final status, seconds from submission)
+    job_calls: list[int] = []  # status of every job submission and poll
+
+    def job_client(worker: int) -> None:
+        with httpx.Client(base_url=url, timeout=120) as c:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                image = images[(worker + n) % len(images)]
+                # A threshold never asked before: the per-image result cache cannot answer.
+                body = {
+                    "points_per_side": args.points_per_side,
+                    "pred_iou_thresh": round(0.8 + 0.1 * ((worker * 7919 + n) % 1000) / 1000, 4),
+                }
+                t0 = time.perf_counter()
+                try:
+                    r = c.post(f"/api/images/{image['image_id']}/everything/jobs", json=body)
+                except httpx.HTTPError:
+                    job_calls.append(-1)
+                    continue
+                job_calls.append(r.status_code)
+                if r.status_code == 503:
+                    stop.wait(float(r.headers.get("retry-after", "1")))
+                    continue
+                if r.status_code != 202:
+                    continue
+                job_id = r.json()["job_id"]
+                status = r.json()["status"]
+                while status in ("queued", "running"):
+                    if stop.wait(0.5):
+                        c.delete(f"/api/jobs/{job_id}")
+                        status = "stopped"
+                        break
+                    r = c.get(f"/api/jobs/{job_id}")
+                    job_calls.append(r.status_code)
+                    status = r.json()["status"] if r.status_code == 200 else "lost"
+                with lock:
+                    jobs.append((status, time.perf_counter() - t0))
+
+    print(
+        f"{args.requests} prompt requests from {args.clients} clients, "
+        f"{args.job_clients} segment-everything job clients ...",
+        flush=True,
+    )
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
+    job_threads = [threading.Thread(target=job_client, args=(w,)) for w in range(args.job_clients)]
+    for t in job_threads:
+        t.start()
+    if job_threads:
+        time.sleep(2.0)  # let the jobs start before the clicks are measured
     with ThreadPoolExecutor(args.clients) as pool:
         list(pool.map(client, range(args.clients)))
     wall = time.perf_counter() - t0
+    stop.set()
+    for t in job_threads:
+        t.join()
     if server is not None:
         server.should_exit = True
+        server.thread.join(timeout=120)
 
     good = np.array([s for e, st, s in results if not e and st == 200]) * 1000.0
     summary = {
@@ -184,16 +256,35 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
         "throughput_rps": round(len(results) / wall, 1),
         "ok_200": int(sum(1 for e, st, _ in results if not e and st == 200)),
         "expected_4xx": int(sum(1 for e, st, _ in results if e and 400 <= st < 500)),
-        "status_5xx": int(sum(1 for _, st, _ in results if st >= 500)),
+        "status_503_busy": int(sum(1 for _, st, _ in results if st == 503)),
+        "status_5xx": int(sum(1 for _, st, _ in results if st >= 500 and st != 503)),
         "no_answer": int(sum(1 for _, st, _ in results if st == -1)),
         "unexpected": int(
-            sum(1 for e, st, _ in results if (st != 200 and not e) or (e and not 400 <= st < 500))
+            sum(
+                1
+                for e, st, _ in results
+                if st != 503 and ((st != 200 and not e) or (e and not 400 <= st < 500))
+            )
         ),
         "latency_ms": {
             k: round(float(np.percentile(good, q)), 1) if len(good) else None
             for k, q in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
         },
+        "job_clients": args.job_clients,
+        "think_ms": args.think_ms,
     }
+    if args.job_clients:
+        done = [sec for st, sec in jobs if st == "done"]
+        summary["jobs"] = {
+            "points_per_side": args.points_per_side,
+            "done": len(done),
+            "other_end": sorted({st for st, _ in jobs if st != "done"}),
+            "per_minute": round(60.0 * len(done) / wall, 2),
+            "mean_s": round(float(np.mean(done)), 2) if done else None,
+            "status_503_queue_full": int(sum(1 for st in job_calls if st == 503)),
+            "status_5xx": int(sum(1 for st in job_calls if st >= 500 and st != 503)),
+            "no_answer": int(sum(1 for st in job_calls if st == -1)),
+        }
     return summary, good
 
 
@@ -243,7 +334,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot and len(latencies):
         plot(latencies, summary, args.plot)
         print(f"histogram: {args.plot}")
+    if "jobs" in summary:
+        j = summary["jobs"]
+        print(
+            f"jobs: {j['done']} done ({j['per_minute']}/min, mean {j['mean_s']} s), "
+            f"503 queue full {j['status_503_queue_full']}, 5xx {j['status_5xx']}, "
+            f"no answer {j['no_answer']}; clicks answered 503 busy: {summary['status_503_busy']}"
+        )
     failed = summary["status_5xx"] + summary["unexpected"] + summary["no_answer"]
+    failed += summary.get("jobs", {}).get("status_5xx", 0) + summary.get("jobs", {}).get(
+        "no_answer", 0
+    )
     return 1 if failed else 0
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import struct
 import zlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -539,8 +540,13 @@ def test_everything_builds_the_fast_generator_with_amg_defaults(monkeypatch, sma
     seen: list[dict] = []
 
     class Recorder:
+        # What the service's job reads of a generator to count its batches and watch them.
+        crop_n_layers, crop_overlap_ratio, points_per_batch = 0, 0.5, 64
+        point_grids = [np.zeros((1, 2))]
+
         def __init__(self, model, **kwargs):
             seen.append(kwargs)
+            self.predictor = SimpleNamespace(transform=None)
 
         def generate(self, rgb):
             h, w = rgb.shape[:2]

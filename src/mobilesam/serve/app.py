@@ -5,13 +5,15 @@
 
 :func:`create_app` only assembles the app: the service in ``app.state``, the
 body limit (:mod:`.middleware`), the JSON error handlers below, the routers of
-:mod:`.routes` (page and health, images, masks) and the static files. Every
+:mod:`.routes` (page, docs and health, images, masks, jobs), the static files,
+and the OpenAPI 3.1 document of :mod:`.openapi`. Every
 bad input is answered with a JSON 4xx ``{"error": code, "detail": text}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,13 +21,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import openapi
 from .errors import ServeError
 from .limits import ServeLimits
 from .middleware import BodyLimitMiddleware
 from .projects import ProjectStore
-from .routes import images, masks, page, projects, web
+from .routes import images, jobs, masks, page, projects, web
 from .routes.page import STATIC_DIR
 from .service import SegmentationService
 from .webruntime import DecoderGraphs, find_runtime
@@ -49,7 +53,7 @@ _STATUS_CODES = {
 _DESCRIPTION = (
     "Click-to-segment with MobileSAM: upload an image once, then prompt it with points and "
     "boxes; segment everything; fetch the image embedding for an in-browser decoder. Errors "
-    "are JSON `{error, detail}` with a 4xx status."
+    "are JSON `{error, detail}` with a 4xx status, or 503 with `Retry-After` when busy."
 )
 
 
@@ -81,7 +85,16 @@ def create_app(
         service = model
     else:
         service = SegmentationService(model, limits, model_name=model_name, weights=weights)
-    app = FastAPI(title="mobilesam", version=__version__, description=_DESCRIPTION)
+    # FastAPI's /docs and /redoc load their scripts from a CDN: routes.page serves /docs instead.
+    app = FastAPI(
+        title="mobilesam",
+        version=__version__,
+        description=_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=_lifespan,
+    )
+    openapi.install(app, service.limits)
     app.state.service = service
     if project is not None and not isinstance(project, ProjectStore):
         project = ProjectStore(project)
@@ -93,14 +106,22 @@ def create_app(
     app.add_exception_handler(ServeError, _serve_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for router in (page.router, images.router, masks.router, web.router, projects.router):
+    routers = (page.router, images.router, masks.router, jobs.router, web.router, projects.router)
+    for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """On shutdown, cancel the jobs and wait for the workers (a job stops at its next batch)."""
+    yield
+    await run_in_threadpool(app.state.service.jobs.shutdown)
+
+
 async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
-    return JSONResponse(exc.to_json(), status_code=exc.status)
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=exc.headers)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,7 +9,8 @@ request body from the same names. Framework-free, like the service.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,6 +67,50 @@ def make_generator(model: Sam, options: Mapping[str, float | int]) -> SamAutomat
     from ..inference.amg import SamAutomaticMaskGenerator
 
     return SamAutomaticMaskGenerator(model, fast=True, output_mode="coco_rle", **options)
+
+
+class _BatchWatcher:
+    """The generator's coordinate transform, calling ``on_batch`` before each batch's prompts.
+
+    Both of the generator's paths (exact and fast) map every batch of grid
+    points through ``predictor.transform.apply_coords`` exactly once, so that
+    call marks a batch boundary; everything else is the real transform's.
+    """
+
+    def __init__(self, transform: Any, on_batch: Callable[[], None]) -> None:
+        self._transform = transform
+        self._on_batch = on_batch
+
+    def apply_coords(self, *args: Any, **kwargs: Any) -> Any:
+        self._on_batch()
+        return self._transform.apply_coords(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transform, name)
+
+
+def count_batches(generator: SamAutomaticMaskGenerator, size: tuple[int, int]) -> int:
+    """How many batches of point prompts ``generator`` decodes for an (H, W) image."""
+    from ..inference.grids import generate_crop_boxes
+
+    _, layer_idxs = generate_crop_boxes(size, generator.crop_n_layers, generator.crop_overlap_ratio)
+    per = generator.points_per_batch
+    return sum(math.ceil(len(generator.point_grids[i]) / per) for i in layer_idxs)
+
+
+def watch_batches(
+    generator: SamAutomaticMaskGenerator, on_batch: Callable[[], None]
+) -> SamAutomaticMaskGenerator:
+    """Make ``generator`` call ``on_batch()`` before decoding each batch of point prompts.
+
+    The one place a long ``generate`` can report progress and stop (by
+    raising from ``on_batch``). The generator has no callback of its own, so
+    this wraps its predictor's public ``transform``; the generator must be
+    this caller's own (the service makes one per job).
+    """
+    predictor = generator.predictor
+    predictor.transform = _BatchWatcher(predictor.transform, on_batch)
+    return generator
 
 
 def ann_record(ann: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+
+
+def _default_job_workers() -> int:
+    """Half the cores (at least 1, at most 4): the other half stays free for prompts."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,15 @@ class ServeLimits:
     max_points: most prompt points in one request.
     max_points_per_side: largest segment-everything grid (cost grows with its square).
     everything_results_per_image: segment-everything results kept per image.
+    job_workers: threads running long jobs (segment everything) at once.
+    job_queue: jobs that may wait for a worker; beyond that a submission gets 503.
+    job_threads: torch threads one job uses (per worker thread), so that
+        prompts still find a core while jobs run.
+    jobs_kept: finished jobs kept for polling (oldest dropped first) ...
+    job_keep_s: ... and for at most this many seconds.
+    job_timeout_s: longest a job may run; it fails at its next batch after that.
+    model_wait_s: longest a prompt or upload waits for the model before a 503.
+    everything_wait_s: longest the synchronous ``/everything`` waits for its job.
     """
 
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -25,6 +40,14 @@ class ServeLimits:
     max_points: int = 64
     max_points_per_side: int = 64
     everything_results_per_image: int = 4
+    job_workers: int = field(default_factory=_default_job_workers)
+    job_queue: int = 8
+    job_threads: int = 1
+    jobs_kept: int = 64
+    job_keep_s: int = 600
+    job_timeout_s: int = 600
+    model_wait_s: int = 10
+    everything_wait_s: int = 300
 
     def __post_init__(self) -> None:
         for name in (
@@ -34,6 +57,14 @@ class ServeLimits:
             "max_points",
             "max_points_per_side",
             "everything_results_per_image",
+            "job_workers",
+            "job_queue",
+            "job_threads",
+            "jobs_kept",
+            "job_keep_s",
+            "job_timeout_s",
+            "model_wait_s",
+            "everything_wait_s",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

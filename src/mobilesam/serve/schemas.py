@@ -130,6 +130,7 @@ class Health(BaseModel):
     mask_input_size: int
     device: str
     cache: dict[str, int]
+    jobs: dict[str, int] = Field(description="job workers, queued and running jobs, queue limit")
     limits: dict[str, int]
 
 
@@ -138,9 +139,51 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="what was wrong, for people")
 
 
+class JobProgress(BaseModel):
+    fraction: float = Field(ge=0.0, le=1.0, description="share of the work done")
+    stage: str = Field(description="what the job is doing, for people")
+
+
+class EverythingJob(BaseModel):
+    """A segment-everything job; poll ``GET /api/jobs/{job_id}`` until ``status`` is final."""
+
+    job_id: str
+    kind: Literal["everything"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    cancel_requested: bool = Field(description="cancelled while running: stops at its next batch")
+    progress: JobProgress
+    image_id: str
+    options: EverythingRequest  # type: ignore[valid-type]
+    created: float = Field(description="Unix time of submission")
+    started: float | None = None
+    finished: float | None = None
+    result: EverythingResponse | None = Field(
+        default=None, description="when done: what POST /everything answers"
+    )
+    error: str | None = Field(default=None, description="when failed: what went wrong")
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "schema": {"type": "integer"},
+    }
+}
+
 #: The error answers every API route documents (``responses=`` of the route decorators).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422)
+}
+
+#: ... and for routes that use the model or the job queue: 503 when it is busy.
+BUSY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    503: {
+        "model": ErrorBody,
+        "description": "busy (job queue full, model not free in time): retry after the "
+        "Retry-After header's seconds",
+        "headers": _RETRY_AFTER,
+    },
 }
 
 

@@ -6,16 +6,25 @@ shell over it. Embeddings live in the package's one
 :func:`~mobilesam.inference.cache.image_digest` of the decoded pixels, as
 :class:`CachedImage` entries; prompts are checked and answered by
 ``SamPredictor`` (the service adds only its own limits), segment everything by
-the generator of :mod:`mobilesam.serve.everything`. One lock serialises every
-use of the model, so any number of request threads may call it; decoding
-uploads and encoding results happen outside the lock.
+the generator of :mod:`mobilesam.serve.everything`.
+
+Concurrency: prompts and uploads share one predictor under one lock, waited
+for at most ``limits.model_wait_s`` (then ``ServeError`` 503). Segment
+everything is long work: it runs as a job of :mod:`mobilesam.serve.jobs`, on
+a worker thread with a generator (and predictor) of its own over the same
+read-only model weights, so it never holds the prompt lock. Worker threads
+use ``limits.job_threads`` torch threads: ``torch.set_num_threads`` sets the
+calling thread's OpenMP team size, so each thread that runs the model sets
+its own count before it does. Decoding uploads and encoding results happen
+outside the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +33,14 @@ import numpy as np
 from ..inference.cache import EmbeddingCache, ImageEmbedding, image_digest
 from .codec import decode_upload
 from .errors import ServeError
-from .everything import ann_record, everything_options, make_generator
+from .everything import (
+    ann_record,
+    count_batches,
+    everything_options,
+    make_generator,
+    watch_batches,
+)
+from .jobs import Job, JobContext, JobQueue
 from .limits import ServeLimits
 
 if TYPE_CHECKING:
@@ -84,7 +100,17 @@ class SegmentationService:
         self._model: Sam | None = None
         self._predictor: Any = None
         self._load_lock = threading.Lock()
-        self._lock = threading.Lock()  # held for every forward pass of the model
+        self._lock = threading.Lock()  # held for every use of the prompt predictor
+        self._results_lock = threading.Lock()  # segment-everything results of the entries
+        self._prompt_threads = _torch_threads()
+        self.jobs = JobQueue(
+            workers=self.limits.job_workers,
+            max_queued=self.limits.job_queue,
+            keep=self.limits.jobs_kept,
+            keep_s=self.limits.job_keep_s,
+            timeout_s=self.limits.job_timeout_s,
+            thread_init=lambda: _set_torch_threads(self.limits.job_threads),
+        )
 
     # ------------------------------------------------------------------ model
     @property
@@ -120,13 +146,34 @@ class SegmentationService:
             "mask_input_size": self.mask_input_size,
             "device": str(model.device),
             "cache": self.cache.stats(),
+            "jobs": self.jobs.stats(),
             "limits": {
                 "max_upload_bytes": self.limits.max_upload_bytes,
                 "max_pixels": self.limits.max_pixels,
                 "max_points": self.limits.max_points,
                 "max_points_per_side": self.limits.max_points_per_side,
+                "job_queue": self.limits.job_queue,
+                "model_wait_s": self.limits.model_wait_s,
             },
         }
+
+    @contextlib.contextmanager
+    def _prompt_model(self) -> Iterator[Any]:
+        """The prompt predictor, held; ``ServeError`` 503 after ``limits.model_wait_s``."""
+        predictor = self._ensure_predictor()
+        wait = self.limits.model_wait_s
+        if not self._lock.acquire(timeout=wait):
+            raise ServeError(
+                503,
+                "model_busy",
+                f"the model stayed busy for {wait} s; try again shortly",
+                retry_after=1,
+            )
+        try:
+            _set_torch_threads(self._prompt_threads)
+            yield predictor
+        finally:
+            self._lock.release()
 
     # ----------------------------------------------------------------- images
     def add_image(self, data: bytes) -> tuple[CachedImage, bool]:
@@ -140,8 +187,7 @@ class SegmentationService:
         entry = self.cache.get(image_id)
         if entry is not None:
             return entry, True
-        predictor = self._ensure_predictor()
-        with self._lock:
+        with self._prompt_model() as predictor:
             entry = self.cache.get(image_id)  # another thread may have just encoded it
             if entry is not None:
                 return entry, True
@@ -237,8 +283,7 @@ class SegmentationService:
         entry = self.get(image_id)
         emb = entry.embedding
         self.check_prompt(emb.original_size, points, box)
-        predictor = self._ensure_predictor()
-        with self._lock:
+        with self._prompt_model() as predictor:
             predictor.set_embedding(emb.features, [emb.original_size], [emb.input_size])
             try:
                 masks, scores, low = predictor.predict(
@@ -262,21 +307,82 @@ class SegmentationService:
         :func:`~mobilesam.serve.everything.everything_options`). Each record has
         ``segmentation`` (COCO RLE), ``area``, ``bbox`` (XYWH), ``predicted_iou``,
         ``stability_score``, ``point_coords`` and ``crop_box``. Results are
-        cached per image and options.
+        cached per image and options. Runs as a job (:meth:`everything_job`)
+        and waits for it at most ``limits.everything_wait_s`` (then cancels it:
+        ``ServeError`` 503); a full job queue is a 503 too.
+        """
+        job = self.everything_job(image_id, **options)
+        wait = self.limits.everything_wait_s
+        if not job.wait(wait):
+            self.jobs.cancel(job.job_id)
+            raise ServeError(
+                503, "timeout", f"segment everything took longer than {wait} s", retry_after=wait
+            )
+        if job.exception is not None:
+            raise job.exception
+        if job.result is None:  # cancelled (by another client, or at shutdown)
+            raise ServeError(503, "cancelled", "the segment-everything job was cancelled")
+        return job.result
+
+    def everything_job(self, image_id: str, **options: float | int) -> Job:
+        """Segment everything as a job of ``self.jobs`` (``ServeError`` 503 if the queue is full).
+
+        Options are checked and the image looked up now (400 / 404); a result
+        already cached makes a job that is done at once. The job's ``result``
+        is the records :meth:`everything` returns; its ``meta`` the image id and options.
         """
         opts = everything_options(options, self.limits.max_points_per_side)
         entry = self.get(image_id)
         key = tuple(sorted(opts.items()))
+        meta = {"image_id": image_id, "options": opts, "size": entry.embedding.original_size}
         cached = entry.everything.get(key)
         if cached is not None:
+            return self.jobs.finished_job("everything", cached, meta)
+
+        def run(ctx: JobContext) -> list[dict[str, Any]]:
+            return self._run_everything(entry, opts, key, ctx)
+
+        return self.jobs.submit("everything", run, meta)
+
+    def _run_everything(
+        self, entry: CachedImage, opts: dict[str, float | int], key: tuple, ctx: JobContext
+    ) -> list[dict[str, Any]]:
+        """The job: this job's own generator over the shared model, stopping between batches."""
+        cached = entry.everything.get(key)  # another job may have made it meanwhile
+        if cached is not None:
             return cached
-        with self._lock:
-            cached = entry.everything.get(key)
-            if cached is not None:
-                return cached
-            anns = make_generator(self.model, opts).generate(entry.image)
-            records = sorted((ann_record(a) for a in anns), key=lambda r: -r["area"])
+        generator = make_generator(self.model, opts)
+        total = count_batches(generator, entry.image.shape[:2])
+        done = 0
+
+        def on_batch() -> None:
+            nonlocal done
+            ctx.check()
+            # The encoder's share of the time, about a tenth at 32x32 points, is not counted.
+            ctx.progress(done / total, f"decoding batch {done + 1} of {total}")
+            done += 1
+
+        ctx.progress(0.0, "encoding the image")
+        anns = watch_batches(generator, on_batch).generate(entry.image)
+        ctx.check()
+        ctx.progress(1.0, "encoding the masks")
+        records = sorted((ann_record(a) for a in anns), key=lambda r: -r["area"])
+        with self._results_lock:
             while len(entry.everything) >= self.limits.everything_results_per_image:
                 entry.everything.pop(next(iter(entry.everything)))
             entry.everything[key] = records
         return records
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _set_torch_threads(n: int) -> None:
+    """Use ``n`` torch threads in the calling thread (cheap when it already does)."""
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)

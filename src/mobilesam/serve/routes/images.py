@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..codec import array_to_npy
 from ..errors import ServeError
-from ..schemas import ERROR_RESPONSES, ImageInfo
+from ..schemas import BUSY_RESPONSES, ERROR_RESPONSES, ImageInfo
 from ..service import CachedImage
 from .deps import ServiceDep
 
@@ -85,7 +85,7 @@ async def _read_upload(request: Request, max_bytes: int) -> bytes:
     "/api/images",
     status_code=201,
     response_model=ImageInfo,
-    responses=ERROR_RESPONSES,
+    responses=BUSY_RESPONSES,
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload(request: Request, service: ServiceDep) -> dict[str, Any]:

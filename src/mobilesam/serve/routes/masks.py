@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from ..codec import b64encode, decode_mask_input, mask_bbox, mask_to_png, mask_to_rle
 from ..schemas import (
-    ERROR_RESPONSES,
+    BUSY_RESPONSES,
     EverythingRequest,
     EverythingResponse,
     PredictRequest,
@@ -32,7 +32,7 @@ def _mask_record(mask: np.ndarray, score: float, formats: list[str]) -> dict[str
 
 
 @router.post(
-    "/api/images/{image_id}/predict", response_model=PredictResponse, responses=ERROR_RESPONSES
+    "/api/images/{image_id}/predict", response_model=PredictResponse, responses=BUSY_RESPONSES
 )
 def predict(image_id: str, req: PredictRequest, service: ServiceDep) -> dict[str, Any]:
     """Masks for point and/or box prompts, as PNG and COCO RLE, with predicted IoU scores."""
@@ -68,7 +68,7 @@ def predict(image_id: str, req: PredictRequest, service: ServiceDep) -> dict[str
 @router.post(
     "/api/images/{image_id}/everything",
     response_model=EverythingResponse,
-    responses=ERROR_RESPONSES,
+    responses=BUSY_RESPONSES,
 )
 def everything(
     image_id: str, service: ServiceDep, req: EverythingRequest | None = None
