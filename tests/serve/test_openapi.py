@@ -16,8 +16,22 @@ from mobilesam.serve.openapi import to_openapi_31  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def app(small_model):
-    return create_app(small_model, weights="random")
+def app(small_model, tmp_path_factory):
+    """The app with an annotation project (so its routes are fuzzed too), the decoder graph
+    exported once up front (its first export takes longer than a request's timeout)."""
+    from PIL import Image
+
+    project = tmp_path_factory.mktemp("project")
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(project / "a.png")
+    app = create_app(
+        small_model,
+        weights="random",
+        project=project,
+        decoder_cache=tmp_path_factory.mktemp("decoders"),
+    )
+    with TestClient(app) as client:
+        assert client.get("/api/decoder.onnx").status_code == 200
+    return app
 
 
 def test_document_is_valid_openapi_31(app):
@@ -88,6 +102,7 @@ def test_fuzz_every_operation_and_sequences(app):
 
         @settings(
             max_examples=25,
+            derandomize=True,  # the same cases every run: a failure here is reproducible
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),
@@ -123,6 +138,7 @@ def test_fuzz_every_operation_and_sequences(app):
             machine,
             settings=settings(
                 max_examples=15,
+                derandomize=True,
                 stateful_step_count=6,
                 deadline=None,
                 database=None,

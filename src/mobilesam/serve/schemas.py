@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .everything import EVERYTHING_DEFAULTS
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Numbers in request bodies are strict: JSON true is not a number and "3" is not one either
+# (what the document says is what is accepted; integers are still accepted as floats).
+Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+#: Largest integer SQLite stores (ids and versions of project objects).
+SQLITE_MAX_INT = 2**63 - 1
+ObjectId = Annotated[int, Path(ge=1, le=SQLITE_MAX_INT, description="the object's id")]
 
 
 class ImageInfo(BaseModel):
@@ -92,7 +98,7 @@ EVERYTHING_BOUNDS: dict[str, dict[str, Any]] = {
 
 def _everything_field(name: str, default: float | int) -> tuple[Any, Any]:
     kind = int if isinstance(default, int) else Finite
-    return kind, Field(default=default, **EVERYTHING_BOUNDS[name])
+    return kind, Field(default=default, strict=True, **EVERYTHING_BOUNDS[name])
 
 
 EverythingRequest = create_model(
@@ -207,7 +213,9 @@ class ObjectIn(BaseModel):
 class ObjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(description="the version this edit is based on (409 if stale)")
+    version: int = Field(
+        ge=0, le=SQLITE_MAX_INT, description="the version this edit is based on (409 if stale)"
+    )
     label: str | None = Field(default=None, min_length=1, max_length=200)
     mask: RLE | None = None
     prompts: dict[str, Any] | None = None

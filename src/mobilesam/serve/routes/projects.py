@@ -23,9 +23,11 @@ from ..errors import ServeError
 from ..projects import ProjectStore
 from ..schemas import (
     ERROR_RESPONSES,
+    SQLITE_MAX_INT,
     ImageInfo,
     ImportReport,
     LabelIn,
+    ObjectId,
     ObjectIn,
     ObjectOut,
     ObjectUpdate,
@@ -113,7 +115,7 @@ def add_object(name: str, body: ObjectIn, store: ProjectDep) -> dict[str, Any]:
 
 
 @router.put("/api/project/objects/{object_id}", response_model=ObjectOut, responses=ERROR_RESPONSES)
-def update_object(object_id: int, body: ObjectUpdate, store: ProjectDep) -> dict[str, Any]:
+def update_object(object_id: ObjectId, body: ObjectUpdate, store: ProjectDep) -> dict[str, Any]:
     """Change an object; ``version`` must be its current one (else 409 ``stale_version``)."""
     return store.update_object(
         object_id,
@@ -127,7 +129,9 @@ def update_object(object_id: int, body: ObjectUpdate, store: ProjectDep) -> dict
 
 @router.delete("/api/project/objects/{object_id}", status_code=204, responses=ERROR_RESPONSES)
 def delete_object(
-    object_id: int, store: ProjectDep, version: int = Query(description="its current version")
+    object_id: ObjectId,
+    store: ProjectDep,
+    version: int = Query(ge=0, le=SQLITE_MAX_INT, description="its current version"),
 ) -> Response:
     store.delete_object(object_id, version)
     return Response(status_code=204)
