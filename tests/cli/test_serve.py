@@ -35,6 +35,7 @@ def test_serve_process_answers_health(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "mobilesam", "serve", "--random-weights", "--port", str(port)]
+    cmd += ["--backend", "torch-exact"]  # auto would first measure every backend (minutes)
     log = open(tmp_path / "server.log", "w+b")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:
@@ -51,7 +52,8 @@ def test_serve_process_answers_health(tmp_path):
                 time.sleep(0.3)
         assert health["weights"] == "random" and health["image_size"] == 1024
         log.seek(0)
-        assert b"RANDOM weights" in log.read()
+        text = log.read()
+        assert b"RANDOM weights" in text and b"image encoder backend: torch-exact" in text
     finally:
         proc.terminate()
         proc.wait(timeout=30)

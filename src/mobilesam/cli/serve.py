@@ -6,7 +6,7 @@ import argparse
 import ipaddress
 from pathlib import Path
 
-from ._common import add_model_args, fail, load_model
+from ._common import add_backend_args, add_model_args, fail, load_predictor
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,11 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(docs at /docs). Images are encoded once and cached by content.",
     )
     add_model_args(p)
-    p.add_argument(
-        "--random-weights",
-        action="store_true",
-        help="no checkpoint: random weights, for demos and tests only (the masks are meaningless)",
-    )
+    add_backend_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default 20)")
@@ -69,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         return fail(str(e))
-    model = _load(args)
-    if isinstance(model, int):
-        return model
+    loaded = _load(args)
+    if isinstance(loaded, int):
+        return loaded
+    model, encoder, backend = loaded
     if args.random_weights:
         weights = "random"
     else:
@@ -88,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         project=args.project,
         web_runtime=args.web_runtime,
         decoder_cache=args.decoder_cache,
+        encoder=encoder,
     )
+    print(f"mobilesam: image encoder backend: {backend}")
     if app.state.web_runtime is None:
         print(
             "note: onnxruntime-web not found: the page asks the server for every mask. "
@@ -107,11 +106,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    """The model (official, ``--checkpoint`` or ``--random-weights``), or an exit status
-    after printing why it could not be loaded."""
+    """(model, encoder backend or None, backend name) for ``--backend``, or an exit status
+    after printing why the model could not be loaded. Prompts are decoded by the torch model;
+    a non-torch backend chosen for this machine encodes the uploads."""
     from ..loading import ModelLoadError
 
     try:
-        return load_model(args)
+        predictor = load_predictor(args)
+        model = predictor.model_loader()
     except ModelLoadError as e:
         return fail(str(e))
+    encoder = None if predictor.backend.startswith("torch") else predictor.encoder
+    return model, encoder, predictor.backend

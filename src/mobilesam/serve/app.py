@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,6 +66,7 @@ def create_app(
     project: ProjectStore | str | Path | None = None,
     web_runtime: str | Path | None = None,
     decoder_cache: str | Path | None = None,
+    encoder: Any = None,
 ) -> FastAPI:
     """The web app: the page at ``/``, the JSON API under ``/api``, ``/health``, ``/docs``.
 
@@ -78,13 +79,16 @@ def create_app(
     the ``/api/project`` routes. web_runtime: the onnxruntime-web files for the
     in-browser decoder (default: ``$MOBILESAM_HOME/web-runtime`` if installed);
     decoder_cache: where ``decoder.onnx`` is exported (see :mod:`.webruntime`).
+    encoder: an encoder backend for uploads (e.g. the one ``mobilesam.backends`` chose).
     """
     from .. import __version__
 
     if isinstance(model, SegmentationService):
         service = model
     else:
-        service = SegmentationService(model, limits, model_name=model_name, weights=weights)
+        service = SegmentationService(
+            model, limits, model_name=model_name, weights=weights, encoder=encoder
+        )
     # FastAPI's /docs and /redoc load their scripts from a CDN: routes.page serves /docs instead.
     app = FastAPI(
         title="mobilesam",

@@ -91,8 +91,10 @@ class SegmentationService:
         limits: ServeLimits | None = None,
         model_name: str | None = None,
         weights: str = "checkpoint",
+        encoder: Any = None,
     ) -> None:
         self.limits = limits or ServeLimits()
+        self.encoder = encoder  # an encoder backend for uploads (None: the model's own)
         self.cache: EmbeddingCache[CachedImage] = EmbeddingCache(max_bytes=self.limits.cache_bytes)
         self.model_name = model_name
         self.weights = weights
@@ -126,7 +128,7 @@ class SegmentationService:
                     model = m if isinstance(m, Sam) else m()
                     if not isinstance(model, Sam):
                         raise TypeError(f"the model factory returned {type(model).__name__}")
-                    self._predictor = SamPredictor(model.eval())
+                    self._predictor = SamPredictor(model.eval(), encoder=self.encoder)
                     self._model = model
         return self._model
 
