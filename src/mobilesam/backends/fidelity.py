@@ -105,28 +105,26 @@ def _predictions(core: PredictorCore, image: np.ndarray, side: int) -> dict[str,
     return out
 
 
-def measure_fidelity(
-    candidate: PredictorCore | tuple[Any, Any],
-    reference: PredictorCore | tuple[Any, Any],
-    images: Sequence[np.ndarray],
-    grid: int = 8,
-) -> Fidelity:
-    """Score ``candidate`` against ``reference`` (normally ``torch-exact``) on ``images``.
+def evaluate(
+    backend: PredictorCore | tuple[Any, Any], images: Sequence[np.ndarray], grid: int = 8
+) -> list[dict[str, Any]]:
+    """The evaluation's outputs of one backend, per image (compare two with :func:`compare`)."""
+    if len(images) == 0:
+        raise ValueError("the fidelity evaluation needs at least one image")
+    core = _core(backend)
+    return [_predictions(core, image, grid) for image in images]
 
-    images: HxWx3 uint8 RGB photos (any size). grid: the point grid's side.
-    """
+
+def compare(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> Fidelity:
+    """A candidate's :func:`evaluate` outputs against the reference's."""
     from ..inference.masks import mask_iou
 
-    if len(images) == 0:
-        raise ValueError("measure_fidelity needs at least one image")
-    cand, ref = _core(candidate), _core(reference)
     ious: list[np.ndarray] = []
     emb = low = score = 0.0
-    for image in images:
-        got, want = _predictions(cand, image, grid), _predictions(ref, image, grid)
-        emb = max(emb, float(np.abs(got["embedding"] - want["embedding"]).max()))
+    for g, w in zip(got, want, strict=True):
+        emb = max(emb, float(np.abs(g["embedding"] - w["embedding"]).max()))
         for key in ("grid", "boxes", "refine"):
-            (gm, gs, gl), (wm, ws, wl) = got[key], want[key]
+            (gm, gs, gl), (wm, ws, wl) = g[key], w[key]
             ious.append(np.asarray(mask_iou(gm, wm), np.float64).ravel())
             score = max(score, float(np.abs(gs - ws).max()))
             low = max(low, float(np.abs(gl - wl).max()))
@@ -142,6 +140,19 @@ def measure_fidelity(
         faithful=mean >= FAITHFUL_IOU_MEAN and least >= FAITHFUL_IOU_MIN,
         within_parity=emb <= PARITY_EMBEDDING and low <= PARITY_LOW_RES,
     )
+
+
+def measure_fidelity(
+    candidate: PredictorCore | tuple[Any, Any],
+    reference: PredictorCore | tuple[Any, Any],
+    images: Sequence[np.ndarray],
+    grid: int = 8,
+) -> Fidelity:
+    """Score ``candidate`` against ``reference`` (normally ``torch-exact``) on ``images``.
+
+    images: HxWx3 uint8 RGB photos (any size). grid: the point grid's side.
+    """
+    return compare(evaluate(candidate, images, grid), evaluate(reference, images, grid))
 
 
 def example_photos(limit: int = 3) -> list[np.ndarray]:
