@@ -121,3 +121,16 @@ def test_openvino_runs_without_torch(ctx, photo, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("ok")
+
+
+def test_openvino_decodes_many_prompt_sets_in_chunks(ctx, photo):
+    _usable("openvino-fp32")
+    enc, dec = get_backend("openvino-fp32").load(ctx)
+    core = PredictorCore(enc, dec)
+    core.set_image(photo)
+    pts = np.random.default_rng(0).uniform(10, 120, (5, 1, 2))
+    whole = core.predict_batch([pts], [np.ones((5, 1))])[0]
+    dec.max_sets = 2  # 2 + 2 + 1
+    chunked = core.predict_batch([pts], [np.ones((5, 1))])[0]
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from .onnx_backend import OnnxDecoder, OnnxEncoder
+from ..inference.core import DecodeRequest
+from .onnx_backend import OnnxDecoder, OnnxEncoder, Prediction
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -98,7 +99,14 @@ class OpenVinoEncoder(OnnxEncoder):
 
 
 class OpenVinoDecoder(OnnxDecoder):
-    """``decoder.onnx`` on OpenVINO, behind the same ``decode`` as :class:`OnnxDecoder`."""
+    """``decoder.onnx`` on OpenVINO, behind the same ``decode`` as :class:`OnnxDecoder`.
+
+    Decodes at most ``max_sets`` prompt sets per graph call: the graph's full-size
+    masks (B x 4 x 1024 x 1024 before the crop) made one 64-prompt call peak at
+    6.2 GB, and OpenVINO keeps that memory for the next call of that shape.
+    """
+
+    max_sets = 16
 
     def __init__(
         self,
@@ -117,3 +125,25 @@ class OpenVinoDecoder(OnnxDecoder):
             )
         self.mask_threshold = mask_threshold
         self.mask_input_size = mask_input_size
+
+    def decode(self, prepared: Any, request: DecodeRequest) -> Prediction:
+        b, n = request.num_sets, self.max_sets
+        if b <= n:
+            return super().decode(prepared, request)
+
+        def part(value: Any, i: int) -> Any:
+            return None if value is None else value[i : i + n]
+
+        parts = [
+            super(OpenVinoDecoder, self).decode(
+                prepared,
+                request.replace(
+                    coords=part(request.coords, i),
+                    labels=part(request.labels, i),
+                    boxes=part(request.boxes, i),
+                    mask_input=part(request.mask_input, i),
+                ),
+            )
+            for i in range(0, b, n)
+        ]
+        return tuple(np.concatenate(p, axis=0) for p in zip(*parts))  # type: ignore[return-value]
