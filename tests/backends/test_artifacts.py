@@ -9,7 +9,6 @@ import pytest
 
 from mobilesam.backends import BackendSpec, LoadContext
 from mobilesam.backends.artifacts import ArtifactStore
-from mobilesam.backends.cpu import has_native_bf16, parse_cpuinfo
 
 
 def _spec(calls: list[int], delay: float = 0.0, write: bool = True) -> BackendSpec:
@@ -82,15 +81,3 @@ def test_choice_round_trip_and_garbage(tmp_path):
     assert store.read_choice()["backend"] == "ort-fp32"
     store.choice_path.write_text("{not json")
     assert store.read_choice() is None
-
-
-def test_cpuinfo_parsing():
-    text = (
-        "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16\n\n"
-        "processor\t: 1\nmodel name\t: Some CPU\nflags\t\t: fpu\n"
-    )
-    model, flags = parse_cpuinfo(text)
-    assert model == "Some CPU" and flags == {"fpu", "avx2", "avx512_bf16"}
-    assert (
-        has_native_bf16(flags) and has_native_bf16({"amx_bf16"}) and not has_native_bf16({"avx2"})
-    )

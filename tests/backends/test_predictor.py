@@ -35,7 +35,7 @@ def test_auto_measures_then_remembers(chosen):
     names = [c["backend"] for c in p.choice["candidates"]]
     assert names == ["torch-exact", "ort-fp32"]
     by = {c["backend"]: c for c in p.choice["candidates"]}
-    assert by["ort-fp32"]["faithful"] and by["ort-fp32"]["fidelity"]["iou_mean"] >= 0.98
+    assert by["ort-fp32"]["faithful"] and by["ort-fp32"]["fidelity"]["mask_iou_mean"] >= 0.98
     assert p.backend in names
     again = Predictor.load("vit_t", random_weights=True, root=root, overrides=SMALL)
     assert again.backend == p.backend and again.choice == p.choice

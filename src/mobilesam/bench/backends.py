@@ -3,7 +3,10 @@
 Every backend answers the same four questions on the same image and prompts:
 encode a prepared input, decode one point, decode a batch of single points,
 and run ``set_image`` + ``predict`` end to end. Outputs are numpy so the
-suite can compare them with the exact torch path.
+suite can compare them with the exact torch path. The two torch backends are
+the public predictors (``SamPredictor``, ``FastPredictor`` with its embedding
+cache); every other one is a registered backend (:mod:`mobilesam.backends`)
+in the predictor core.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 BACKENDS = ("torch-exact", "torch-optimised", "ort-fp32", "ort-int8")
+TORCH_PREDICTORS = ("torch-exact", "torch-optimised")
 
 
 @dataclass
@@ -32,6 +36,8 @@ class Backend:
     set_image: Callable[[np.ndarray], None]
     predict_one: Callable[[np.ndarray], Prediction]
     predict_many: Callable[[np.ndarray], Prediction]
+    core: Any  # the PredictorCore (or predictor) behind it, for the fidelity evaluation
+    precision: str = "fp32"
     clear_cache: Callable[[], None] = lambda: None
 
 
@@ -87,39 +93,55 @@ def torch_backend(model: Any, optimised: bool) -> Backend:
         set_image=pred.set_image,
         predict_one=predict_one,
         predict_many=predict_many,
+        core=pred,
         clear_cache=clear,
     )
 
 
-def onnx_backend(onnx_dir: str | Path, int8: bool, num_threads: int | None = None) -> Backend:
-    """OnnxPredictor on ``encoder[.int8].onnx`` + ``decoder[.int8].onnx``."""
-    from ..runtime import OnnxPredictor
+def registry_backend(
+    name: str, model: Any, artifacts: str | Path, num_threads: int | None = None
+) -> Backend:
+    """Registered backend ``name`` in the predictor core; makes missing artifacts first.
 
-    pred = OnnxPredictor.from_dir(onnx_dir, int8=int8, num_threads=num_threads)
+    Raises ``ValueError`` when this machine cannot run it (the check's reason).
+    """
+    from ..backends import LoadContext, get_backend
+    from ..backends.fidelity import _numpy
+    from ..inference.core import PredictorCore
+
+    spec = get_backend(name)
+    reason = spec.check()
+    if reason is not None:
+        raise ValueError(f"backend {name!r} cannot run here: {reason}")
+    ctx = LoadContext(artifacts=Path(artifacts), model=lambda: model, threads=num_threads)
+    if spec.convert is not None and not all((ctx.artifacts / a).is_file() for a in spec.artifacts):
+        ctx.artifacts.mkdir(parents=True, exist_ok=True)
+        spec.convert(ctx)
+    enc, dec = spec.load(ctx)
+    core = PredictorCore(enc, dec)
 
     def prepare(image: np.ndarray) -> np.ndarray:
-        return pred.encoder_input(image)[0]
+        # the resized image: the encoder's own input preparation (normalise, pad) is timed
+        return core.prepare_image(image)[0]
 
-    def encode(canvas: np.ndarray) -> np.ndarray:
-        return pred.encoder.run(canvas)
+    def encode(resized: np.ndarray) -> np.ndarray:
+        return _numpy(enc.encode([resized]))
 
     def predict_one(point: np.ndarray) -> Prediction:
-        return pred.predict(point_coords=point[None], point_labels=np.array([1]))
+        return core.predict(point_coords=point[None], point_labels=np.array([1]))
 
     def predict_many(points: np.ndarray) -> Prediction:
-        return pred.predict_points(points[:, None, :], np.ones((len(points), 1)))
+        return core.predict_batch([points[:, None, :]], [np.ones((len(points), 1))])[0]
 
-    if int8:
-        name, desc = "ort-int8", "onnxruntime, MatMul/Gemm weights dynamic-quantised to uint8"
-    else:
-        name, desc = "ort-fp32", "onnxruntime float32, full graph optimisation"
     return Backend(
         name=name,
-        description=desc,
-        fp32=not int8,
+        description=spec.description,
+        fp32=spec.precision == "fp32",
         prepare=prepare,
         encode=encode,
-        set_image=pred.set_image,
+        set_image=core.set_image,
         predict_one=predict_one,
         predict_many=predict_many,
+        core=core,
+        precision=spec.precision,
     )

@@ -23,9 +23,11 @@ def format_table(report: dict[str, Any]) -> str:
     """Markdown tables: latency (min/median ms) with ratios, efficiency, fidelity."""
     m = report["machine"]
     peak = m["matmul_peak"]
+    flags = f" ({', '.join(m['cpu_flags'])})" if m.get("cpu_flags") else ""
+    openvino = f"OpenVINO {m['openvino']}, " if m.get("openvino") else ""
     lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
-        f"({m['torch_threads']} threads), onnxruntime {m['onnxruntime']}, "
+        f"Machine: {m['cpu']}{flags}, {m['cores']} cores, torch {m['torch']} "
+        f"({m['torch_threads']} threads), onnxruntime {m['onnxruntime']}, {openvino}"
         f"GPU: {m['gpu'] or 'none'}. Measured fp32 matmul peak: {peak['gflops']:.1f} GFLOP/s "
         f"({peak['size']}^3 torch.mm).",
     ]
@@ -80,7 +82,37 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{fid.get('mask_iou_mean_many', float('nan')):.4f} / "
                 f"{fid.get('mask_iou_min_many', float('nan')):.4f} |"
             )
+        lines += _faithfulness_table(model)
     return "\n".join(lines)
+
+
+def _faithfulness_table(model: dict[str, Any]) -> list[str]:
+    """The fixed fidelity evaluation (mobilesam.backends.fidelity) per backend."""
+    rows = {n: b for n, b in model["backends"].items() if "faithfulness" in b}
+    lines: list[str] = []
+    if rows:
+        f0 = next(iter(rows.values()))["faithfulness"]
+        lines += [
+            "",
+            f"Fidelity against torch-exact ({f0['masks']} masks: point grid, boxes, "
+            "refinement; faithful = IoU mean >= 0.98 and min >= 0.90; parity = embedding "
+            "<= 1.3e-5 and low-res logits <= 1.4e-4):",
+            "",
+            "| backend | precision | mask IoU mean | mask IoU min | low-res logit max abs diff | "
+            "embedding max abs diff | faithful | within fp32 parity |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, b in rows.items():
+            f = b["faithfulness"]
+            lines.append(
+                f"| {name} | {b.get('precision', '?')} | {f['mask_iou_mean']:.4f} | "
+                f"{f['mask_iou_min']:.4f} | {f['low_res_max_abs']:.2g} | "
+                f"{f['embedding_max_abs']:.2g} | {'yes' if f['faithful'] else 'NO'} | "
+                f"{'yes' if f['within_parity'] else 'no'} |"
+            )
+    for name, reason in model.get("skipped", {}).items():
+        lines.append(f"\nSkipped {name}: {reason}")
+    return lines
 
 
 def plot_report(report: dict[str, Any], path: str | Path) -> Path:
@@ -99,6 +131,10 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         "torch-optimised": "#1f77b4",
         "ort-fp32": "#2ca02c",
         "ort-int8": "#d62728",
+        "ort-int8-static": "#ff7f0e",
+        "torch-bf16": "#9467bd",
+        "openvino-fp32": "#17becf",
+        "openvino-bf16": "#8c564b",
     }
     for ax, model in zip(axes[:, 0], models):
         names = list(model["backends"])

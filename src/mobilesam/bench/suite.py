@@ -3,13 +3,16 @@
     from mobilesam.bench.suite import BenchConfig, run_suite
     report = run_suite({"vit_t": model}, BenchConfig(image=rgb, out_dir="bench/"))
 
-For each model and backend (torch exact, torch optimised, onnxruntime fp32 and
-int8): encoder latency, decoder latency for 1 prompt and for a batch of N
+For each model and registered backend (by default torch exact, torch
+optimised, onnxruntime fp32 and int8; ``"all"``: every backend this machine
+can run): encoder latency, decoder latency for 1 prompt and for a batch of N
 single-point prompts, ``set_image`` + ``predict`` end to end (min and median of
 repeated, interleaved runs), parameter counts, counted FLOPs, achieved FLOP/s
 as a fraction of the measured matmul peak, speed ratios against torch-exact
-from the same run, and fidelity against torch-exact (max |logit diff|, mask
-IoU). Writes ``bench.json`` and ``bench.png``; :func:`format_table` prints it.
+from the same run, and fidelity against torch-exact: max |logit diff| and mask
+IoU on the timed prompts, and the masks of the fixed evaluation of
+:mod:`mobilesam.backends.fidelity` (``faithful``). Writes ``bench.json`` and
+``bench.png``; :func:`format_table` prints it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,7 @@ import numpy as np
 
 from ..inference.masks import mask_iou
 from ..io import atomic_write_text
-from .backends import BACKENDS, Backend, onnx_backend, torch_backend
+from .backends import BACKENDS, TORCH_PREDICTORS, Backend, registry_backend, torch_backend
 from .measure import count_flops, matmul_peak, round_robin
 
 STAGES = ("encoder", "decoder_1", "decoder_many", "end_to_end")
@@ -45,6 +49,7 @@ class BenchConfig:
     onnx_dirs: dict[str, Path] | None = None
     threads: int | None = None
     progress: bool = True
+    fidelity_grid: int = 8  # side of the fidelity evaluation's point grid; 0: skip it
 
 
 def machine_info() -> dict[str, Any]:
@@ -61,8 +66,19 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from ..backends.cpu import BF16_FLAGS, INT8_FLAGS, cpu_flags
+
+    shown = BF16_FLAGS | INT8_FLAGS | {"avx2", "avx512f", "fma"}
+    try:
+        from importlib.metadata import version
+
+        openvino = version("openvino")
+    except Exception:  # not installed
+        openvino = None
     return {
         "cpu": cpu,
+        "cpu_flags": sorted(shown & cpu_flags()),
+        "openvino": openvino,
         "cores": cores,
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -82,29 +98,40 @@ def _prompts(image: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array([w * 0.5, h * 0.45]), grid
 
 
-def _make_backends(name: str, model: Any, cfg: BenchConfig, tmp: Path) -> list[Backend]:
-    out = []
-    for b in cfg.backends:
-        if b not in BACKENDS:
-            raise ValueError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
-    onnx_dir = None
-    if any(b.startswith("ort") for b in cfg.backends):
-        onnx_dir = (cfg.onnx_dirs or {}).get(name)
-        need_int8 = "ort-int8" in cfg.backends
-        if onnx_dir is None or (need_int8 and not (Path(onnx_dir) / "encoder.int8.onnx").exists()):
-            from ..export.onnx import export_onnx
+def resolve_backends(names: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Names to run (``"all"``: every registered backend) and those skipped here, with why.
 
-            onnx_dir = tmp / name
-            print(f"[{name}] exporting ONNX graphs to {onnx_dir} (validated against torch)")
-            export_onnx(model, onnx_dir, quantize="int8" if need_int8 else None)
-    for b in cfg.backends:
-        if b == "torch-exact":
-            out.append(torch_backend(model, optimised=False))
-        elif b == "torch-optimised":
-            out.append(torch_backend(model, optimised=True))
+    Unknown names raise ``ValueError``; explicitly named backends this machine
+    cannot run are skipped too (the reason is reported), so one command runs
+    on every machine.
+    """
+    from ..backends import get_backend, list_backends
+
+    registered = list_backends()
+    if "all" in names:
+        names = tuple(registered)
+    for b in names:
+        if b not in registered:
+            raise ValueError(f"unknown backend {b!r}; choose from {', '.join(registered)} or all")
+    skipped = {b: r for b in names if (r := get_backend(b).check()) is not None}
+    return tuple(b for b in names if b not in skipped), skipped
+
+
+def _make_backends(name: str, model: Any, cfg: BenchConfig, tmp: Path) -> list[Backend]:
+    names, _ = resolve_backends(cfg.backends)
+    artifacts = tmp / name
+    artifacts.mkdir(parents=True, exist_ok=True)
+    onnx_dir = (cfg.onnx_dirs or {}).get(name)
+    if onnx_dir is not None:  # reuse an export: its graphs (and any quantised copies)
+        for f in Path(onnx_dir).glob("*.onnx"):
+            shutil.copy(f, artifacts / f.name)
+    out = []
+    for b in names:
+        if b in TORCH_PREDICTORS:
+            out.append(torch_backend(model, optimised=b == "torch-optimised"))
         else:
-            assert onnx_dir is not None
-            out.append(onnx_backend(onnx_dir, int8=b == "ort-int8", num_threads=cfg.threads))
+            print(f"[{name}] loading {b} (artifacts in {artifacts})")
+            out.append(registry_backend(b, model, artifacts, cfg.threads))
     return out
 
 
@@ -183,6 +210,20 @@ def bench_model(name: str, model: Any, cfg: BenchConfig, peak_gflops: float) -> 
                     {b.name: lambda b=b: (b.set_image(image), b.predict_one(point))}, cfg.repeats
                 )[b.name]
 
+        faithfulness = {}
+        if cfg.fidelity_grid and "torch-exact" in prepared:
+            from ..backends.fidelity import compare, evaluate
+
+            by_name = {b.name: b for b in backends}
+            want = evaluate(by_name["torch-exact"].core, [image], cfg.fidelity_grid)
+            for b in backends:
+                got = (
+                    want
+                    if b.name == "torch-exact"
+                    else evaluate(b.core, [image], cfg.fidelity_grid)
+                )
+                faithfulness[b.name] = compare(got, want).to_json()
+
     exact = "torch-exact" if "torch-exact" in timings["encoder"] else None
     flops = _count_model_flops(model, point, grid, image)
     result: dict[str, Any] = {
@@ -193,9 +234,16 @@ def bench_model(name: str, model: Any, cfg: BenchConfig, peak_gflops: float) -> 
         "params": parameter_table(model),
         "flops": flops,
         "backends": {},
+        "skipped": resolve_backends(cfg.backends)[1],
     }
     for b in backends:
-        entry: dict[str, Any] = {"description": b.description, "fp32": b.fp32}
+        entry: dict[str, Any] = {
+            "description": b.description,
+            "fp32": b.fp32,
+            "precision": b.precision,
+        }
+        if b.name in faithfulness:
+            entry["faithfulness"] = faithfulness[b.name]
         for stage in STAGES:
             entry[stage] = timings[stage][b.name].to_json()
         if b.name in cached:

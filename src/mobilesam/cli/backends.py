@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
                 c["backend"] + (" *" if c["backend"] == choice["backend"] else ""),
                 f"{c['encoder_ms']:.1f}" if c.get("encoder_ms") else "-",
                 f"{c['click_ms']:.1f}" if c.get("click_ms") else "-",
-                f"{fid['iou_mean']:.4f}/{fid['iou_min']:.4f}" if fid else "-",
-                f"{fid['max_low_res_diff']:.2g}" if fid else "-",
+                f"{fid['mask_iou_mean']:.4f}/{fid['mask_iou_min']:.4f}" if fid else "-",
+                f"{fid['low_res_max_abs']:.2g}" if fid else "-",
                 c.get("error") or ("yes" if c["faithful"] else "no"),
             ]
         )

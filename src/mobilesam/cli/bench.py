@@ -16,7 +16,7 @@ from ._common import fail
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench",
-        help="benchmark the inference backends (torch exact/optimised, onnxruntime fp32/int8)",
+        help="benchmark the inference backends (torch, onnxruntime, OpenVINO; fp32/bf16/int8)",
         description="Encoder, decoder (1 and N prompts) and end-to-end latency (min/median of "
         "interleaved runs), parameters, counted FLOPs, achieved FLOP/s vs the measured matmul "
         "peak, speed-ups vs the exact torch path from the same run, and fidelity (max logit "
@@ -41,11 +41,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--backends",
         default="torch-exact,torch-optimised,ort-fp32,ort-int8",
-        help="comma-separated subset (torch-exact is the reference for ratios and fidelity)",
+        help="comma-separated registered backends, or 'all' for every one this machine can "
+        "run (torch-exact is the reference for ratios and fidelity)",
     )
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
     p.add_argument("--repeats-many", type=int, default=2, help="timed runs of the N-prompt call")
     p.add_argument("--prompts", type=int, default=64, help="N, prompts in the batched call")
+    p.add_argument(
+        "--fidelity-grid",
+        type=int,
+        default=8,
+        help="side of the fidelity evaluation's point grid (0: skip the evaluation)",
+    )
     p.add_argument(
         "--onnx-dir", default=None, help="reuse an export folder (one model) instead of exporting"
     )
@@ -119,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         many_prompts=args.prompts,
         onnx_dirs=onnx_dirs,
         threads=set_threads(args.threads),
+        fidelity_grid=args.fidelity_grid,
     )
     try:
         report = run_suite(models, cfg)
