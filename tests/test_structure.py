@@ -101,3 +101,10 @@ def test_the_detector_sees_a_cycle(tmp_path, monkeypatch):
         test_no_two_modules_import_each_other()
     with pytest.raises(AssertionError):
         test_no_import_cycles()
+
+
+def test_test_file_names_are_unique():
+    """The tests folders are not packages: two test files with one name break collection."""
+    tests = Path(__file__).resolve().parent
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
