@@ -70,8 +70,8 @@ def time_main_job(
                 capture_output=True,
                 text=True,
             )
-            results[b]["imports_torch"] = any(
-                line.rstrip().endswith("| torch") for line in proc.stderr.splitlines()
+            results[b]["imports_torch"] = any(  # "import time: self | cumulative | name"
+                line.rsplit("|", 1)[-1].strip() == "torch" for line in proc.stderr.splitlines()
             )
             mask = np.array(Image.open(out / f"{b}.png")) > 0
             results[b]["mask_iou_vs_first"] = float(mask_iou(first, mask))
