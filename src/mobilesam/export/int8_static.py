@@ -18,10 +18,6 @@ whose output *is* the embedding the decoder reads).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -86,31 +82,26 @@ def quantize_int8_static(
         quantize_static,
     )
 
+    from .onnx import quiet_quantizer
+
     if len(images) == 0:
         raise ValueError("static quantisation needs at least one calibration image")
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
     if method not in methods:
         raise ValueError(f"method must be one of {sorted(methods)}, got {method!r}")
     dst = Path(dst)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantiser logs a pre-processing hint as a warning
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            quantize_static(
-                str(src),
-                str(dst),
-                _Photos(src, images),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(QUANTIZED_OPS),
-                nodes_to_exclude=list(float_nodes(src) if exclude is None else exclude),
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=methods[method],
-                extra_options={"CalibPercentile": 99.999},
-            )
-    finally:
-        root.setLevel(level)
+    with quiet_quantizer():
+        quantize_static(
+            str(src),
+            str(dst),
+            _Photos(src, images),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            nodes_to_exclude=list(float_nodes(src) if exclude is None else exclude),
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            extra_options={"CalibPercentile": 99.999},
+        )
     return dst

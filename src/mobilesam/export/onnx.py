@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,20 @@ def export_decoder(
     return path
 
 
+@contextlib.contextmanager
+def quiet_quantizer() -> Iterator[None]:
+    """Silence onnxruntime's quantiser (it logs a pre-processing hint as a warning and prints)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_int8(src: str | Path, dst: str | Path) -> Path:
     """Dynamic int8 quantisation of MatMul/Gemm weights (QUInt8).
 
@@ -224,20 +239,13 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst = Path(dst)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantiser logs a pre-processing hint as a warning
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            quantize_dynamic(
-                str(src),
-                str(dst),
-                op_types_to_quantize=["MatMul", "Gemm"],
-                weight_type=QuantType.QUInt8,
-            )
-    finally:
-        root.setLevel(level)
+    with quiet_quantizer():
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            op_types_to_quantize=["MatMul", "Gemm"],
+            weight_type=QuantType.QUInt8,
+        )
     return dst
 
 

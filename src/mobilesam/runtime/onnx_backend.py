@@ -50,7 +50,10 @@ class OnnxEncoder:
 
     def __init__(self, path: str | Path, num_threads: int | None = None) -> None:
         self.session = load_session(path, num_threads)
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.read_metadata(self.session.get_modelmeta().custom_metadata_map, path)
+
+    def read_metadata(self, meta: dict[str, str], path: str | Path) -> None:
+        """The ``mobilesam.*`` facts the export wrote into the graph (image size, mean, ...)."""
         if "mobilesam.image_size" not in meta:
             raise ValueError(
                 f"{path} has no mobilesam metadata; export it with `mobilesam export onnx`"

@@ -15,7 +15,6 @@ no torch.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -86,16 +85,7 @@ class OpenVinoEncoder(OnnxEncoder):
         cache_dir: str | Path | None = None,
     ) -> None:
         self.session = OpenVinoSession(path, precision, num_threads, cache_dir)
-        meta = self.session.meta
-        if "mobilesam.image_size" not in meta:
-            raise ValueError(
-                f"{path} has no mobilesam metadata; export it with `mobilesam export onnx`"
-            )
-        self.image_size = int(meta["mobilesam.image_size"])
-        self.image_format = meta.get("mobilesam.image_format", "RGB")
-        self.pixel_mean = np.array(json.loads(meta["mobilesam.pixel_mean"]), np.float32)
-        self.mask_threshold = float(meta.get("mobilesam.mask_threshold", "0.0"))
-        self.mask_input_size = int(meta.get("mobilesam.mask_input_size", self.image_size // 4))
+        self.read_metadata(self.session.meta, path)
 
 
 class OpenVinoDecoder(OnnxDecoder):
