@@ -81,3 +81,15 @@ def test_choice_round_trip_and_garbage(tmp_path):
     assert store.read_choice()["backend"] == "ort-fp32"
     store.choice_path.write_text("{not json")
     assert store.read_choice() is None
+
+
+def test_weights_digest_is_remembered_and_follows_changes(tmp_path):
+    from mobilesam.backends.artifacts import file_sha256, weights_digest
+
+    w = tmp_path / "w.pt"
+    w.write_bytes(b"a" * 100)
+    first = weights_digest(w, tmp_path / "root")
+    assert first == file_sha256(w) and (tmp_path / "root" / "digests.json").is_file()
+    assert weights_digest(w, tmp_path / "root") == first
+    w.write_bytes(b"b" * 101)  # new content: size and time change, so it is hashed again
+    assert weights_digest(w, tmp_path / "root") == file_sha256(w) != first

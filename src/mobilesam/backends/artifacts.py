@@ -3,8 +3,9 @@
 A model's artifacts (exported graphs, quantised copies, compiled-model caches)
 depend on its weights, the package and runtime versions and the CPU, so the
 folder is keyed by all of them: ``$MOBILESAM_HOME/backends/<model>-<key>/``.
-``manifest.json`` records each file's SHA-256: a half-written or corrupt file
-is detected and rebuilt. Conversions run under a file lock, in a staging folder
+``manifest.json`` records each file's SHA-256 (with its size and modification
+time, so an unchanged file is not read again on every load): a half-written or
+corrupt file is detected and rebuilt. Conversions run under a file lock, in a staging folder
 whose files are renamed into place, so two processes converting at once leave
 one good copy. Torch-free.
 """
@@ -37,6 +38,46 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _same_file(path: Path, record: Any) -> bool:
+    """``path`` still holds what ``record`` (``{sha256, stat}``) describes.
+
+    A file whose size and modification time are unchanged since it was hashed is
+    trusted without reading it (what a half-written, truncated or rewritten file
+    never keeps); otherwise it is hashed again.
+    """
+    if not isinstance(record, dict) or "sha256" not in record:
+        return False
+    if record.get("stat") == _stat(path):
+        return True
+    return file_sha256(path) == record["sha256"]
+
+
+def weights_digest(path: Path, root: str | os.PathLike | None = None) -> str:
+    """SHA-256 of a weights file, remembered in ``<root>/digests.json`` by path, size and
+    modification time: a multi-hundred-megabyte checkpoint is read once, not on every load."""
+    path = Path(path).resolve()
+    table_path = (Path(root) if root is not None else cache_dir() / "backends") / "digests.json"
+    try:
+        table = json.loads(table_path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    if not isinstance(table, dict):
+        table = {}
+    record = table.get(str(path))
+    if isinstance(record, dict) and record.get("stat") == _stat(path):
+        return str(record["sha256"])
+    digest = file_sha256(path)
+    table[str(path)] = {"sha256": digest, "stat": _stat(path)}
+    table_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(table_path, json.dumps(table, indent=1, sort_keys=True))
+    return digest
 
 
 def _version(dist: str) -> str | None:
@@ -74,8 +115,8 @@ class ArtifactStore:
     def manifest_path(self) -> Path:
         return self.dir / "manifest.json"
 
-    def manifest(self) -> dict[str, str]:
-        """File name -> SHA-256 of the artifacts recorded as complete."""
+    def manifest(self) -> dict[str, Any]:
+        """File name -> ``{sha256, stat}`` of the artifacts recorded as complete."""
         try:
             data = json.loads(self.manifest_path.read_text())
         except (OSError, ValueError):
@@ -83,19 +124,20 @@ class ArtifactStore:
         files = data.get("files") if isinstance(data, dict) else None
         return dict(files) if isinstance(files, dict) else {}
 
-    def _record(self, hashes: dict[str, str]) -> None:
-        files = {**self.manifest(), **hashes}
+    def _record(self, records: dict[str, Any]) -> None:
+        files = {**self.manifest(), **records}
         text = json.dumps({"key": self.key, "files": files}, indent=2, sort_keys=True)
         atomic_write_text(self.manifest_path, text)
 
-    def valid(self, names: tuple[str, ...] | list[str], verify: bool = True) -> bool:
-        """All ``names`` exist and are recorded; with ``verify`` their hashes match too."""
+    def valid(self, names: tuple[str, ...] | list[str]) -> bool:
+        """All ``names`` exist, are recorded and still hold what was recorded (see
+        :func:`_same_file`)."""
         recorded = self.manifest()
         for name in names:
             path = self.dir / name
             if name not in recorded or not path.is_file():
                 return False
-            if verify and file_sha256(path) != recorded[name]:
+            if not _same_file(path, recorded[name]):
                 return False
         return True
 
@@ -127,14 +169,15 @@ class ArtifactStore:
             staging = Path(tempfile.mkdtemp(dir=self.dir, prefix=".staging-"))
             try:
                 spec.convert(LoadContext(staging, ctx.model, ctx.threads, ctx.options))
-                hashes = {}
+                records = {}
                 for name in spec.artifacts:
                     made = staging / name
                     if not made.is_file():
                         raise RuntimeError(f"backend {spec.name}: conversion did not write {name}")
-                    hashes[name] = file_sha256(made)
-                    os.replace(made, self.dir / name)
-                self._record(hashes)
+                    digest = file_sha256(made)
+                    os.replace(made, self.dir / name)  # keeps the modification time
+                    records[name] = {"sha256": digest, "stat": _stat(self.dir / name)}
+                self._record(records)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
 

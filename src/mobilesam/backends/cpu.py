@@ -32,12 +32,18 @@ def parse_cpuinfo(text: str) -> frozenset[str]:
 
 
 @functools.cache
+def _cpuinfo() -> str:
+    """The text of ``/proc/cpuinfo``, read once per process ("" where it does not exist)."""
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+@functools.cache
 def cpu_flags() -> frozenset[str]:
     """This machine's CPU flags (lower case); empty where ``/proc/cpuinfo`` does not exist."""
-    try:
-        return parse_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
-    except OSError:
-        return frozenset()
+    return parse_cpuinfo(_cpuinfo())
 
 
 def has_native_bf16(flags: frozenset[str] | None = None) -> bool:
@@ -74,13 +80,10 @@ def cpu_model() -> str:
     """The CPU's model name (``model name`` in ``/proc/cpuinfo``), else the platform's word."""
     import platform
 
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                return value.strip()
-    except OSError:
-        pass
+    for line in _cpuinfo().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
     return platform.processor() or platform.machine()
 
 

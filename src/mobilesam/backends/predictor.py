@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..inference.core import PredictorCore
-from .artifacts import ArtifactStore, file_sha256
+from .artifacts import ArtifactStore, weights_digest
 from .registry import LoadContext, get_backend
 
 AUTO = "auto"
@@ -59,7 +59,11 @@ def _model_factory(
 
 
 def weights_id(
-    name: str, checkpoint: str | os.PathLike | None, random_weights: bool, download: bool
+    name: str,
+    checkpoint: str | os.PathLike | None,
+    random_weights: bool,
+    download: bool,
+    root: str | os.PathLike | None = None,
 ) -> tuple[str, Path | None]:
     """(identity of the weights for artifact keys, the resolved checkpoint path).
 
@@ -82,7 +86,7 @@ def weights_id(
         raise ModelLoadError(str(e.args[0]) if e.args else str(e)) from None
     except (FileNotFoundError, WeightsUnavailableError) as e:
         raise ModelLoadError(str(e)) from None
-    return file_sha256(path), path
+    return weights_digest(path, root), path
 
 
 class Predictor(PredictorCore):
@@ -131,7 +135,7 @@ class Predictor(PredictorCore):
         ``candidates`` limits the backends a first automatic choice measures.
         """
         overrides = dict(overrides or {})
-        wid, path = weights_id(model, checkpoint, random_weights, download)
+        wid, path = weights_id(model, checkpoint, random_weights, download, root)
         if overrides:
             wid += "-" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
         store = ArtifactStore(model, wid, root)
@@ -168,8 +172,9 @@ class Predictor(PredictorCore):
         for name in dict.fromkeys(names):
             try:
                 spec = get_backend(name)
-                if spec.check() is not None:
-                    raise RuntimeError(spec.check())
+                why = spec.check()
+                if why is not None:
+                    raise RuntimeError(why)
                 store.ensure(spec, ctx)  # rebuilds a missing or corrupt artifact
                 return cls(*spec.load(ctx), name, choice, ctx.model)
             except Exception as e:  # noqa: BLE001 - fall back to the next candidate

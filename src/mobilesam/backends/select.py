@@ -81,7 +81,7 @@ def measure(
     m = Measurement(spec.name, spec.precision, spec.needs_torch)
     try:
         store.ensure(spec, ctx)
-        enc, dec = spec.load(LoadContext(store.dir, ctx.model, ctx.threads, ctx.options))
+        enc, dec = spec.load(ctx)  # ctx.artifacts is the store's folder
         core = PredictorCore(enc, dec)
         m.encoder_ms, m.click_ms = time_predictor(core, image, repeats)
         report = compare(evaluate(core, [image]), reference)
