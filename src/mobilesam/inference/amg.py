@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -125,6 +126,9 @@ class SamAutomaticMaskGenerator:
         self.fast = bool(fast)
         self.timings: dict[str, float] = defaultdict(float)
         self._fast: FastCropProcessor | None = None
+        # Called before each batch of point prompts is decoded (both paths): where a long
+        # ``generate`` can report progress, or stop by raising.
+        self.on_batch: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ public
     @torch.no_grad()
@@ -193,6 +197,7 @@ class SamAutomaticMaskGenerator:
                     self.point_grids[layer_idx],
                     self._crop_filters(),
                     self.timings,
+                    self.on_batch,
                 )
             else:
                 crop_data = self._process_crop(image, crop_box, layer_idx, orig_size)
@@ -241,6 +246,8 @@ class SamAutomaticMaskGenerator:
         points_for_image = self.point_grids[layer_idx] * points_scale
         data = MaskRecords()
         for (points,) in batch_iterator(self.points_per_batch, points_for_image):
+            if self.on_batch is not None:
+                self.on_batch()
             data.cat(self._process_batch(points, cropped_size, crop_box, orig_size))
         self.predictor.reset_image()
         return self._finish_crop(data, crop_box)

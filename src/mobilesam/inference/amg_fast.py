@@ -25,7 +25,7 @@ arguments; it reads and writes nothing of the generator's.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -130,11 +130,13 @@ class FastCropProcessor:
         point_grid: np.ndarray,
         filters: CropFilters,
         timings: MutableMapping[str, float],
+        on_batch: Callable[[], None] | None = None,
     ) -> MaskRecords:
         """Masks of one crop, as the generator's exact ``_process_crop`` returns them.
 
         point_grid: Nx2 normalised XY points of this crop layer; ``timings``
-        accumulates seconds under ``encoder``, ``decoder`` and ``postprocess``.
+        accumulates seconds under ``encoder``, ``decoder`` and ``postprocess``;
+        ``on_batch`` is called before each batch of points is decoded.
         """
         x0c, y0c, x1c, y1c = crop_box
         crop = image[y0c:y1c, x0c:x1c, :]
@@ -152,7 +154,7 @@ class FastCropProcessor:
                 (4 * fd.grid[0], 4 * fd.grid[1]), p.model.image_size, p.input_size, cropped_size
             )
             points_all = point_grid * np.array(cropped_size)[None, ::-1]
-            c = self._decode_crop(resizer, points_all, cropped_size, filters, timings)
+            c = self._decode_crop(resizer, points_all, cropped_size, filters, timings, on_batch)
             t0 = time.perf_counter()
             data = self._select(c, crop_box, orig_size, filters.box_nms_thresh)
         p.reset_image()
@@ -193,6 +195,7 @@ class FastCropProcessor:
         cropped_size: tuple[int, int],
         filters: CropFilters,
         tm: MutableMapping[str, float],
+        on_batch: Callable[[], None] | None,
     ) -> _Candidates:
         """Decode the crop's points in batches; keep candidates passing both filters."""
         p = self.predictor
@@ -205,6 +208,8 @@ class FastCropProcessor:
         used = resizer.used_extent()
         region = (-(-used[0] // 4), -(-used[1] // 4))
         for s in range(0, len(points_all), chunk):
+            if on_batch is not None:
+                on_batch()
             t0 = time.perf_counter()
             points = points_all[s : s + chunk]
             coords = torch.as_tensor(

@@ -69,26 +69,6 @@ def make_generator(model: Sam, options: Mapping[str, float | int]) -> SamAutomat
     return SamAutomaticMaskGenerator(model, fast=True, output_mode="coco_rle", **options)
 
 
-class _BatchWatcher:
-    """The generator's coordinate transform, calling ``on_batch`` before each batch's prompts.
-
-    Both of the generator's paths (exact and fast) map every batch of grid
-    points through ``predictor.transform.apply_coords`` exactly once, so that
-    call marks a batch boundary; everything else is the real transform's.
-    """
-
-    def __init__(self, transform: Any, on_batch: Callable[[], None]) -> None:
-        self._transform = transform
-        self._on_batch = on_batch
-
-    def apply_coords(self, *args: Any, **kwargs: Any) -> Any:
-        self._on_batch()
-        return self._transform.apply_coords(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transform, name)
-
-
 def count_batches(generator: SamAutomaticMaskGenerator, size: tuple[int, int]) -> int:
     """How many batches of point prompts ``generator`` decodes for an (H, W) image."""
     from ..inference.grids import generate_crop_boxes
@@ -103,13 +83,11 @@ def watch_batches(
 ) -> SamAutomaticMaskGenerator:
     """Make ``generator`` call ``on_batch()`` before decoding each batch of point prompts.
 
-    The one place a long ``generate`` can report progress and stop (by
-    raising from ``on_batch``). The generator has no callback of its own, so
-    this wraps its predictor's public ``transform``; the generator must be
-    this caller's own (the service makes one per job).
+    The one place a long ``generate`` can report progress and stop (by raising
+    from ``on_batch``); the generator must be this caller's own (the service
+    makes one per job).
     """
-    predictor = generator.predictor
-    predictor.transform = _BatchWatcher(predictor.transform, on_batch)
+    generator.on_batch = on_batch
     return generator
 
 
