@@ -48,12 +48,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="vit_t", help="model for the built-in server")
     p.add_argument("--checkpoint", default=None, help="weights for the built-in server")
     p.add_argument("--random-weights", action="store_true", help="built-in server, random weights")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="built-in server's backend, as `mobilesam serve --backend` (default auto)",
+    )
     p.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
     p.add_argument("--requests", type=int, default=400, help="prompt requests in all (default 400)")
     p.add_argument("--job-clients", type=int, default=0, help="segment-everything job clients")
     p.add_argument("--points-per-side", type=int, default=32, help="grid of the jobs (default 32)")
     p.add_argument(
-        "--think-ms", type=float, default=0.0, help="pause of a prompt client between requests"
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="mean pause of a prompt client between requests (drawn from 0.5-1.5x this, and "
+        "each client starts at a random moment within one pause, as people do)",
+    )
+    p.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="every pause exactly --think-ms and all clients starting together: clicks "
+        "arrive in bursts of --clients at once (a worst case, not how people click)",
     )
     p.add_argument("--bad-fraction", type=float, default=0.1, help="share of invalid requests")
     p.add_argument("--images", nargs="*", default=None, help="image files to upload")
@@ -79,15 +94,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def start_server(args: argparse.Namespace) -> tuple[str, object]:
     import uvicorn
 
-    from mobilesam.loading import load_model
-    from mobilesam.serve import create_app
+    from mobilesam.backends.predictor import Predictor
+    from mobilesam.serve import create_app, service_options
 
-    model = load_model(args.model, args.checkpoint, random_weights=args.random_weights)
+    predictor = Predictor.load(
+        args.model, args.checkpoint, backend=args.backend, random_weights=args.random_weights
+    )
+    options = service_options(predictor)
+    print(f"backend: {predictor.backend} (prompt decoder: {options['decoder']})", flush=True)
     weights = "random" if args.random_weights else args.checkpoint
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(model, model_name=args.model, weights=str(weights))
+    app = create_app(options.pop("model"), model_name=args.model, weights=str(weights), **options)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -98,6 +117,13 @@ def start_server(args: argparse.Namespace) -> tuple[str, object]:
             raise RuntimeError("the server did not start")
         time.sleep(0.05)
     return f"http://127.0.0.1:{port}", server
+
+
+def cpu_description() -> str:
+    """This machine's CPU model and the flags that decide the backends (record with every run)."""
+    from mobilesam.backends.cpu import cpu_signature
+
+    return cpu_signature()
 
 
 def default_images() -> list[Path]:
@@ -165,7 +191,15 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
     results: list[tuple[bool, int, float]] = []  # (expect_error, status or -1, seconds)
     lock = threading.Lock()
 
+    think_s = args.think_ms / 1000.0
+
+    def pause(r: random.Random) -> float:
+        return think_s if args.lockstep else think_s * r.uniform(0.5, 1.5)
+
     def client(worker: int) -> None:
+        r = random.Random(args.seed * 1000 + worker)
+        if think_s and not args.lockstep:
+            time.sleep(r.uniform(0.0, think_s))
         with httpx.Client(base_url=url, timeout=120) as c:
             for i in range(worker, len(plan), args.clients):
                 image_id, body, expect_error = plan[i]
@@ -176,8 +210,8 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
                     status = -1
                 with lock:
                     results.append((expect_error, status, time.perf_counter() - t0))
-                if args.think_ms:
-                    time.sleep(args.think_ms / 1000.0)
+                if think_s:
+                    time.sleep(pause(r))
 
     stop = threading.Event()
     jobs: list[tuple[str, float]] = []  # (final status, seconds from submission)
@@ -246,10 +280,12 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
         "url": url,
         "model": health["model"],
         "weights": health["weights"],
+        "decoder": health.get("decoder"),
         "image_size": health["image_size"],
         "images": [f"{i['width']}x{i['height']}" for i in images],
         "clients": args.clients,
         "cpus": os.cpu_count(),
+        "cpu": cpu_description(),
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "requests": len(results),
         "wall_s": round(wall, 2),
@@ -272,6 +308,7 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
         },
         "job_clients": args.job_clients,
         "think_ms": args.think_ms,
+        "lockstep": args.lockstep,
     }
     if args.job_clients:
         done = [sec for st, sec in jobs if st == "done"]

@@ -13,7 +13,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-import mobilesam.serve.service as service_module  # noqa: E402
+import mobilesam.serve.everything as everything_module  # noqa: E402
 from mobilesam.serve import ServeLimits, create_app  # noqa: E402
 from mobilesam.serve.everything import (  # noqa: E402
     EVERYTHING_DEFAULTS,
@@ -36,19 +36,11 @@ def _service(model, image, **limits):
     return service, service.add_array(image)[0].image_id
 
 
-@pytest.fixture
-def slow_batches(monkeypatch):
-    """Every batch of a segment-everything job takes at least 50 ms more (a long job)."""
-    real = service_module.watch_batches
-
-    def slow(generator, on_batch):
-        def wrapped():
-            on_batch()
-            time.sleep(0.05)
-
-        return real(generator, wrapped)
-
-    monkeypatch.setattr(service_module, "watch_batches", slow)
+# At 64 points a side a job decodes 64 batches: seconds of work on the small model, long
+# enough to watch, cancel or queue behind.
+LONG = {"points_per_side": 64}
+# Thresholds off: the random-weight model's masks all survive, so results have something in them.
+SMALL = {"points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
 
 
 def _poll(c, job_id: str, until=lambda b: b["status"] in FINAL, timeout: float = 60.0) -> dict:
@@ -70,10 +62,11 @@ def _error(r, status: int, code: str) -> dict:
     return body
 
 
-def test_job_result_is_what_the_generator_gives(small_model, image):
-    service, image_id = _service(small_model, image)
+@pytest.mark.parametrize("job_process", [True, False], ids=["process", "thread"])
+def test_job_result_is_what_the_generator_gives(small_model, image, job_process):
+    service, image_id = _service(small_model, image, job_process=job_process)
     with TestClient(create_app(service)) as c:
-        r = c.post(f"/api/images/{image_id}/everything/jobs", json={"points_per_side": 8})
+        r = c.post(f"/api/images/{image_id}/everything/jobs", json=SMALL)
         assert r.status_code == 202, r.text
         job = r.json()
         assert r.headers["location"] == f"/api/jobs/{job['job_id']}"
@@ -85,16 +78,18 @@ def test_job_result_is_what_the_generator_gives(small_model, image):
         result = body["result"]
         assert (result["width"], result["height"]) == (200, 134)
         # The synchronous route answers the same records (from the per-image cache now).
-        sync = c.post(f"/api/images/{image_id}/everything", json={"points_per_side": 8}).json()
+        sync = c.post(f"/api/images/{image_id}/everything", json=SMALL).json()
         assert sync["masks"] == result["masks"] and sync["count"] == result["count"]
         # A cached result makes a job that is done at once.
-        again = c.post(f"/api/images/{image_id}/everything/jobs", json={"points_per_side": 8})
+        again = c.post(f"/api/images/{image_id}/everything/jobs", json=SMALL)
         assert again.status_code == 202 and again.json()["status"] == "done"
         assert again.json()["result"]["masks"] == result["masks"]
-    direct = make_generator(small_model, {**EVERYTHING_DEFAULTS, "points_per_side": 8})
+    direct = make_generator(small_model, {**EVERYTHING_DEFAULTS, **SMALL})
     anns = direct.generate(image)
-    assert result["count"] == len(anns)
+    assert result["count"] == len(anns) > 0
     assert sorted(a["area"] for a in anns) == sorted(m["area"] for m in result["masks"])
+    direct_rles = sorted(a["segmentation"]["counts"] for a in anns)
+    assert direct_rles == sorted(m["segmentation"]["counts"] for m in result["masks"])
 
 
 @pytest.mark.parametrize("fast", [True, False])
@@ -109,10 +104,11 @@ def test_batches_are_counted_and_watched(small_model, image, fast):
     assert count_batches(gen, image.shape[:2]) == 4 == len(calls)
 
 
-def test_progress_and_cancel_of_a_running_job(small_model, image, slow_batches):
-    service, image_id = _service(small_model, image)
+@pytest.mark.parametrize("job_process", [True, False], ids=["process", "thread"])
+def test_progress_and_cancel_of_a_running_job(small_model, image, job_process):
+    service, image_id = _service(small_model, image, job_process=job_process)
     with TestClient(create_app(service)) as c:
-        job = c.post(f"/api/images/{image_id}/everything/jobs", json={"points_per_side": 64}).json()
+        job = c.post(f"/api/images/{image_id}/everything/jobs", json=LONG).json()
         seen = _poll(c, job["job_id"], until=lambda b: b["progress"]["fraction"] > 0)
         assert seen["status"] == "running" and seen["progress"]["stage"].startswith("decoding")
         r = c.delete(f"/api/jobs/{job['job_id']}")
@@ -122,11 +118,11 @@ def test_progress_and_cancel_of_a_running_job(small_model, image, slow_batches):
         assert body["progress"]["fraction"] < 1.0
 
 
-def test_full_queue_is_503_with_retry_after(small_model, image, slow_batches):
+def test_full_queue_is_503_with_retry_after(small_model, image):
     service, image_id = _service(small_model, image, job_workers=1, job_queue=1)
     url = f"/api/images/{image_id}/everything/jobs"
     with TestClient(create_app(service)) as c:
-        running = c.post(url, json={"points_per_side": 64}).json()
+        running = c.post(url, json=LONG).json()
         _poll(c, running["job_id"], until=lambda b: b["status"] == "running")
         queued = c.post(url, json={"points_per_side": 63}).json()
         assert queued["status"] == "queued"
@@ -140,10 +136,10 @@ def test_full_queue_is_503_with_retry_after(small_model, image, slow_batches):
         assert _poll(c, running["job_id"])["status"] == "cancelled"
 
 
-def test_prompts_do_not_wait_for_a_running_job(small_model, image, slow_batches):
+def test_prompts_do_not_wait_for_a_running_job(small_model, image):
     service, image_id = _service(small_model, image)
     with TestClient(create_app(service)) as c:
-        job = c.post(f"/api/images/{image_id}/everything/jobs", json={"points_per_side": 64}).json()
+        job = c.post(f"/api/images/{image_id}/everything/jobs", json=LONG).json()
         _poll(c, job["job_id"], until=lambda b: b["progress"]["fraction"] > 0)
         assert service._lock.acquire(blocking=False)  # the job does not hold the prompt lock
         service._lock.release()
@@ -192,10 +188,10 @@ def test_prompt_that_cannot_get_the_model_in_time_is_503(small_model, image):
         )
 
 
-def test_synchronous_everything_gives_up_after_its_deadline(small_model, image, slow_batches):
+def test_synchronous_everything_gives_up_after_its_deadline(small_model, image):
     service, image_id = _service(small_model, image, everything_wait_s=1)
     with TestClient(create_app(service)) as c:
-        r = c.post(f"/api/images/{image_id}/everything", json={"points_per_side": 64})
+        r = c.post(f"/api/images/{image_id}/everything", json=LONG)
         _error(r, 503, "timeout")
         assert "retry-after" in r.headers
     # The job it waited for was cancelled, not left running.
@@ -209,8 +205,8 @@ def test_failed_job_reports_its_error(monkeypatch, small_model, image):
     def broken(model, options):
         raise RuntimeError("generator broke")
 
-    monkeypatch.setattr(service_module, "make_generator", broken)
-    service, image_id = _service(small_model, image)
+    monkeypatch.setattr(everything_module, "make_generator", broken)
+    service, image_id = _service(small_model, image, job_process=False)
     with TestClient(create_app(service)) as c:
         job = c.post(f"/api/images/{image_id}/everything/jobs").json()
         body = _poll(c, job["job_id"])

@@ -101,3 +101,34 @@ def test_concurrent_requests_match_sequential(small_model, image):
     for (_, i, k), masks in results.items():
         np.testing.assert_array_equal(masks, want[(i, k)])
     assert service.cache.stats()["entries"] == 2
+
+
+def test_decoder_state_is_computed_once_per_image_and_bounded(monkeypatch, small_model, image):
+    from mobilesam.inference.fast_predictor import FastTorchDecoder
+    from mobilesam.serve import ServeLimits
+
+    calls: list[int] = []
+    real = FastTorchDecoder.prepare
+
+    def counting(self, features):
+        calls.append(1)
+        return real(self, features)
+
+    monkeypatch.setattr(FastTorchDecoder, "prepare", counting)
+    service = SegmentationService(small_model, ServeLimits(prompt_states=2))
+    ids = [service.add_array(np.ascontiguousarray(image[k:]))[0].image_id for k in range(3)]
+    for _ in range(3):
+        service.predict(ids[0], points=[[50, 60]], labels=[1])
+    assert len(calls) == 1  # prompts on one image: its state computed once
+    service.predict(ids[1], points=[[50, 60]], labels=[1])
+    service.predict(ids[2], points=[[50, 60]], labels=[1])  # evicts ids[0]'s state (LRU of 2)
+    assert len(calls) == 3
+    service.predict(ids[0], points=[[50, 60]], labels=[1])
+    assert len(calls) == 4
+    service.remove(ids[2])
+    assert ids[2] not in service._prompt_states
+
+
+def test_unknown_decoder_is_refused(small_model):
+    with pytest.raises(ValueError, match="decoder must be"):
+        SegmentationService(small_model, decoder="bf16")

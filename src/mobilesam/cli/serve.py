@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if isinstance(loaded, int):
         return loaded
-    model, encoder, backend = loaded
+    options, backend = loaded
     if args.random_weights:
         weights = "random"
     else:
@@ -78,14 +78,14 @@ def run(args: argparse.Namespace) -> int:
     if args.project and not Path(args.project).is_dir():
         return fail(f"--project {args.project}: no such folder")
     app = create_app(
-        model,
+        options.pop("model"),
         limits,
         model_name=args.model,
         weights=weights,
         project=args.project,
         web_runtime=args.web_runtime,
         decoder_cache=args.decoder_cache,
-        encoder=encoder,
+        **options,
     )
     print(f"mobilesam: image encoder backend: {backend}")
     if app.state.web_runtime is None:
@@ -106,15 +106,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    """(model, encoder backend or None, backend name) for ``--backend``, or an exit status
-    after printing why the model could not be loaded. Prompts are decoded by the torch model;
-    a non-torch backend chosen for this machine encodes the uploads."""
+    """``service_options`` (model, encoder, decoder) and the backend name for ``--backend``,
+    or an exit status after printing why the model could not be loaded."""
     from ..loading import ModelLoadError
+    from ..serve.service import service_options
 
     try:
         predictor = load_predictor(args)
-        model = predictor.model_loader()
+        return service_options(predictor), predictor.backend
     except ModelLoadError as e:
         return fail(str(e))
-    encoder = None if predictor.backend.startswith("torch") else predictor.encoder
-    return model, encoder, predictor.backend

@@ -7,7 +7,10 @@ Framework-free core (no FastAPI import):
 
 - :mod:`.service` -- ``SegmentationService``: uploads decoded and encoded once,
   their embeddings in the package's ``EmbeddingCache`` (keyed by
-  ``image_digest``), prompts answered by ``SamPredictor``, one model lock;
+  ``image_digest``), prompts answered by a per-image predictor (fast or exact
+  decoder), one model lock; ``service_options`` turns a backend choice into
+  its arguments;
+- :mod:`.worker` -- segment-everything jobs in niced child processes;
 - :mod:`.everything` -- the segment-everything options exposed (from
   ``AmgOptions``), the generator and its JSON records;
 - :mod:`.codec` -- bytes in and out: uploads (``mobilesam.io.decode_image``
@@ -39,6 +42,7 @@ from ..lazy import lazy_exports
 _LAZY = {
     "create_app": "mobilesam.serve.app",
     "SegmentationService": "mobilesam.serve.service",
+    "service_options": "mobilesam.serve.service",
     "ServeLimits": "mobilesam.serve.limits",
     "ServeError": "mobilesam.serve.errors",
 }

@@ -67,6 +67,7 @@ def create_app(
     web_runtime: str | Path | None = None,
     decoder_cache: str | Path | None = None,
     encoder: Any = None,
+    decoder: str = "fast",
 ) -> FastAPI:
     """The web app: the page at ``/``, the JSON API under ``/api``, ``/health``, ``/docs``.
 
@@ -79,7 +80,8 @@ def create_app(
     the ``/api/project`` routes. web_runtime: the onnxruntime-web files for the
     in-browser decoder (default: ``$MOBILESAM_HOME/web-runtime`` if installed);
     decoder_cache: where ``decoder.onnx`` is exported (see :mod:`.webruntime`).
-    encoder: an encoder backend for uploads (e.g. the one ``mobilesam.backends`` chose).
+    encoder: an encoder backend for uploads (e.g. the one ``mobilesam.backends`` chose);
+    decoder: ``"fast"`` or ``"exact"`` prompt decoding (see ``SegmentationService``).
     """
     from .. import __version__
 
@@ -87,7 +89,12 @@ def create_app(
         service = model
     else:
         service = SegmentationService(
-            model, limits, model_name=model_name, weights=weights, encoder=encoder
+            model,
+            limits,
+            model_name=model_name,
+            weights=weights,
+            encoder=encoder,
+            decoder=decoder,
         )
     # FastAPI's /docs and /redoc load their scripts from a CDN: routes.page serves /docs instead.
     app = FastAPI(
@@ -119,9 +126,9 @@ def create_app(
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """On shutdown, cancel the jobs and wait for the workers (a job stops at its next batch)."""
+    """On shutdown, cancel the jobs, wait for the workers and stop their processes."""
     yield
-    await run_in_threadpool(app.state.service.jobs.shutdown)
+    await run_in_threadpool(app.state.service.close)
 
 
 async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:

@@ -12,7 +12,6 @@ import base64
 import io
 
 import numpy as np
-from PIL import Image
 
 from ..io import ImageReadError, decode_image
 from .errors import ServeError
@@ -41,12 +40,18 @@ def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
 def mask_to_png(mask: np.ndarray) -> bytes:
     """HxW bool mask -> 1-bit grayscale PNG bytes (white inside the mask).
 
-    Readers expand it to 0/255 (OpenCV, browsers) or to bool (Pillow); 1-bit
-    is about 3x faster to write and smaller than an 8-bit PNG.
+    Readers expand it to 0/255 (OpenCV, browsers) or to bool (Pillow). Written
+    by OpenCV at zlib level 1: 2-3x faster than Pillow's 1-bit writer, and
+    without the interpreter lock, so other requests run meanwhile.
     """
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(mask, dtype=bool)).save(buf, format="PNG")
-    return buf.getvalue()
+    import cv2
+
+    gray = np.ascontiguousarray(mask, dtype=bool).view(np.uint8) * np.uint8(255)
+    params = [cv2.IMWRITE_PNG_BILEVEL, 1, cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, data = cv2.imencode(".png", gray, params)
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the mask as PNG")
+    return data.tobytes()
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:

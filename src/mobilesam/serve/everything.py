@@ -20,6 +20,7 @@ from .errors import ServeError
 
 if TYPE_CHECKING:
     from ..inference.amg import SamAutomaticMaskGenerator
+    from ..inference.cache import ImageEmbedding
     from ..modeling import Sam
 
 #: The generator options a request may set, in the order the API documents them.
@@ -67,6 +68,62 @@ def make_generator(model: Sam, options: Mapping[str, float | int]) -> SamAutomat
     from ..inference.amg import SamAutomaticMaskGenerator
 
     return SamAutomaticMaskGenerator(model, fast=True, output_mode="coco_rle", **options)
+
+
+class KnownEmbedding:
+    """An encoder backend that answers an image's embedding computed earlier.
+
+    The service encoded every upload once already; a segment-everything job
+    reuses that embedding instead of running the encoder again. Any other
+    input (a crop of the image) goes to ``fallback``. Matching is by the
+    resized pixels themselves, so a crop that resizes to the same shape is
+    never mistaken for the whole image.
+    """
+
+    def __init__(self, fallback: Any, resized: np.ndarray, features: Any) -> None:
+        self.image_size = fallback.image_size
+        self.image_format = fallback.image_format
+        self._fallback = fallback
+        self._resized = resized
+        self._features = features
+
+    def encode(self, images: Any) -> Any:
+        if len(images) == 1 and np.array_equal(images[0], self._resized):
+            return self._features
+        return self._fallback.encode(images)
+
+
+def run_everything(
+    model: Sam,
+    image: np.ndarray,
+    options: Mapping[str, float | int],
+    embedding: ImageEmbedding | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Segment everything in an HxWx3 RGB image: JSON records, largest first.
+
+    ``embedding``: the image's embedding if already known (not computed
+    again). ``on_batch(done, total)`` is called before each batch of prompts,
+    with the batches done so far and their total: progress, and a place to
+    stop by raising. The one body of a job, in a thread or a worker process.
+    """
+    generator = make_generator(model, options)
+    if embedding is not None:
+        predictor = generator.predictor
+        resized, _ = predictor.prepare_image(image)
+        predictor.encoder = KnownEmbedding(predictor.encoder, resized, embedding.features)
+    if on_batch is not None:
+        total = count_batches(generator, image.shape[:2])
+        done = 0
+
+        def batch() -> None:
+            nonlocal done
+            on_batch(done, total)
+            done += 1
+
+        watch_batches(generator, batch)
+    anns = generator.generate(image)
+    return sorted((ann_record(a) for a in anns), key=lambda r: -r["area"])
 
 
 def count_batches(generator: SamAutomaticMaskGenerator, size: tuple[int, int]) -> int:

@@ -135,6 +135,9 @@ class Health(BaseModel):
     image_size: int
     mask_input_size: int
     device: str
+    decoder: Literal["fast", "exact"] = Field(
+        description="how prompts are decoded: the fast shared-embedding decoder or the exact one"
+    )
     cache: dict[str, int]
     jobs: dict[str, int] = Field(description="job workers, queued and running jobs, queue limit")
     limits: dict[str, int]

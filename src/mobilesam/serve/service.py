@@ -10,13 +10,16 @@ the generator of :mod:`mobilesam.serve.everything`.
 
 Concurrency: prompts and uploads share one predictor under one lock, waited
 for at most ``limits.model_wait_s`` (then ``ServeError`` 503). Segment
-everything is long work: it runs as a job of :mod:`mobilesam.serve.jobs`, on
-a worker thread with a generator (and predictor) of its own over the same
-read-only model weights, so it never holds the prompt lock. Worker threads
-use ``limits.job_threads`` torch threads: ``torch.set_num_threads`` sets the
-calling thread's OpenMP team size, so each thread that runs the model sets
-its own count before it does. Decoding uploads and encoding results happen
-outside the lock.
+everything is long work: it runs as a job of :mod:`mobilesam.serve.jobs`.
+Each job worker thread hands its jobs to a child process of its own
+(:mod:`mobilesam.serve.worker`, niced, ``limits.job_threads`` torch threads,
+the model's weights shared), so a job holds neither the prompt lock nor the
+server's interpreter lock; the job reuses the image's cached embedding. With
+``limits.job_process=False`` jobs run in the worker threads themselves, with
+a generator of their own over the same read-only weights. Threads that run
+the model set their torch thread count first (``torch.set_num_threads`` sets
+the calling thread's OpenMP team size). Decoding uploads and encoding results
+happen outside the lock.
 """
 
 from __future__ import annotations
@@ -33,15 +36,10 @@ import numpy as np
 from ..inference.cache import EmbeddingCache, ImageEmbedding, image_digest
 from .codec import decode_upload
 from .errors import ServeError
-from .everything import (
-    ann_record,
-    count_batches,
-    everything_options,
-    make_generator,
-    watch_batches,
-)
+from .everything import everything_options, run_everything
 from .jobs import Job, JobContext, JobQueue
 from .limits import ServeLimits
+from .worker import WorkerProcess
 
 if TYPE_CHECKING:
     from ..modeling import Sam
@@ -82,7 +80,12 @@ class SegmentationService:
 
     ``model`` is a ``Sam`` or a zero-argument callable returning one (loaded on
     first use). ``model_name`` and ``weights`` only describe the model in
-    ``info()``; ``weights="random"`` marks masks as meaningless.
+    ``info()``; ``weights="random"`` marks masks as meaningless. ``encoder``
+    encodes uploads (an encoder backend; None: the model's own, exact).
+    ``decoder`` answers prompts: ``"fast"`` (the shared-embedding decoder of
+    ``FastPredictor``, whose per-image state is computed once per image and
+    kept for the ``limits.prompt_states`` most recent images; masks within
+    the optimised path's tolerances) or ``"exact"`` (``SamPredictor``'s).
     """
 
     def __init__(
@@ -92,10 +95,18 @@ class SegmentationService:
         model_name: str | None = None,
         weights: str = "checkpoint",
         encoder: Any = None,
+        decoder: str = "fast",
     ) -> None:
+        if decoder not in ("fast", "exact"):
+            raise ValueError(f"decoder must be 'fast' or 'exact', got {decoder!r}")
         self.limits = limits or ServeLimits()
         self.encoder = encoder  # an encoder backend for uploads (None: the model's own)
+        self.decoder = decoder
         self.cache: EmbeddingCache[CachedImage] = EmbeddingCache(max_bytes=self.limits.cache_bytes)
+        # Per-image prompt predictors (the decoder's image-side state), by image id.
+        self._prompt_states: EmbeddingCache[Any] = EmbeddingCache(
+            max_items=self.limits.prompt_states
+        )
         self.model_name = model_name
         self.weights = weights
         self._model_or_factory = model
@@ -113,6 +124,9 @@ class SegmentationService:
             timeout_s=self.limits.job_timeout_s,
             thread_init=lambda: _set_torch_threads(self.limits.job_threads),
         )
+        self._local = threading.local()  # each job thread's worker process
+        self._workers: list[WorkerProcess] = []
+        self._workers_lock = threading.Lock()
 
     # ------------------------------------------------------------------ model
     @property
@@ -147,6 +161,7 @@ class SegmentationService:
             "image_size": model.image_size,
             "mask_input_size": self.mask_input_size,
             "device": str(model.device),
+            "decoder": self.decoder,
             "cache": self.cache.stats(),
             "jobs": self.jobs.stats(),
             "limits": {
@@ -220,6 +235,7 @@ class SegmentationService:
         return entry
 
     def remove(self, image_id: str) -> None:
+        self._prompt_states.remove(image_id)
         if not self.cache.remove(image_id):
             self.get(image_id)  # raises the 404
 
@@ -285,8 +301,8 @@ class SegmentationService:
         entry = self.get(image_id)
         emb = entry.embedding
         self.check_prompt(emb.original_size, points, box)
-        with self._prompt_model() as predictor:
-            predictor.set_embedding(emb.features, [emb.original_size], [emb.input_size])
+        with self._prompt_model():
+            predictor = self._prompt_predictor(entry)
             try:
                 masks, scores, low = predictor.predict(
                     point_coords=np.asarray(points, dtype=np.float64) if points else None,
@@ -297,9 +313,29 @@ class SegmentationService:
                 )
             except ValueError as e:  # the predictor's checks of the prompt
                 raise ServeError(400, "bad_prompt", str(e)) from None
-            finally:
-                predictor.reset_image()
         return Prediction(masks=masks, scores=scores, low_res_logits=low)
+
+    def _prompt_predictor(self, entry: CachedImage) -> Any:
+        """The predictor holding ``entry``'s embedding and decoder state (prompt lock held).
+
+        Made on the image's first prompt and kept (LRU, ``limits.prompt_states``
+        images), so whatever depends only on the image is computed once.
+        """
+        predictor = self._prompt_states.get(entry.image_id)
+        if predictor is None:
+            from ..inference.predictor import SamPredictor
+
+            model = self.model
+            if self.decoder == "fast":
+                from ..inference.fast_predictor import FastTorchDecoder
+
+                predictor = SamPredictor(model, decoder=FastTorchDecoder(model))
+            else:
+                predictor = SamPredictor(model)
+            emb = entry.embedding
+            predictor.set_embedding(emb.features, [emb.original_size], [emb.input_size])
+            self._prompt_states.put(entry.image_id, predictor)
+        return predictor
 
     # ------------------------------------------------------------- everything
     def everything(self, image_id: str, **options: float | int) -> list[dict[str, Any]]:
@@ -349,31 +385,60 @@ class SegmentationService:
     def _run_everything(
         self, entry: CachedImage, opts: dict[str, float | int], key: tuple, ctx: JobContext
     ) -> list[dict[str, Any]]:
-        """The job: this job's own generator over the shared model, stopping between batches."""
+        """The job: in this thread's worker process (or here), stopping between batches."""
         cached = entry.everything.get(key)  # another job may have made it meanwhile
         if cached is not None:
             return cached
-        generator = make_generator(self.model, opts)
-        total = count_batches(generator, entry.image.shape[:2])
-        done = 0
+        ctx.progress(0.0, "starting")
+        if self.limits.job_process:
+            records = self._worker().run(entry.image, entry.embedding, opts, ctx)
+        else:
 
-        def on_batch() -> None:
-            nonlocal done
-            ctx.check()
-            # The encoder's share of the time, about a tenth at 32x32 points, is not counted.
-            ctx.progress(done / total, f"decoding batch {done + 1} of {total}")
-            done += 1
+            def on_batch(done: int, total: int) -> None:
+                ctx.check()
+                ctx.progress(done / total, f"decoding batch {done + 1} of {total}")
 
-        ctx.progress(0.0, "encoding the image")
-        anns = watch_batches(generator, on_batch).generate(entry.image)
+            records = run_everything(self.model, entry.image, opts, entry.embedding, on_batch)
         ctx.check()
-        ctx.progress(1.0, "encoding the masks")
-        records = sorted((ann_record(a) for a in anns), key=lambda r: -r["area"])
         with self._results_lock:
             while len(entry.everything) >= self.limits.everything_results_per_image:
                 entry.everything.pop(next(iter(entry.everything)))
             entry.everything[key] = records
         return records
+
+    def _worker(self) -> WorkerProcess:
+        """The calling job thread's worker process (made on its first job)."""
+        worker = getattr(self._local, "worker", None)
+        if worker is None:
+            worker = WorkerProcess(
+                self.model, threads=self.limits.job_threads, nice=self.limits.job_nice
+            )
+            self._local.worker = worker
+            with self._workers_lock:
+                self._workers.append(worker)
+        return worker
+
+    def close(self) -> None:
+        """Cancel the jobs, wait for the job threads and stop their worker processes."""
+        self.jobs.shutdown()
+        with self._workers_lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.close()
+
+
+def service_options(predictor: Any) -> dict[str, Any]:
+    """``create_app`` / ``SegmentationService`` arguments for a ``Predictor.load`` result.
+
+    The torch model (prompts and segment everything run on it), the chosen
+    encoder backend for uploads when it is not a torch one, and the prompt
+    decoder: exact for ``torch-exact`` (the reference), fast otherwise.
+    """
+    return {
+        "model": predictor.model_loader(),
+        "encoder": None if predictor.backend.startswith("torch") else predictor.encoder,
+        "decoder": "exact" if predictor.backend == "torch-exact" else "fast",
+    }
 
 
 def _torch_threads() -> int:
