@@ -169,12 +169,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    """PNG file bytes of a uint8 (HxW, HxWx3) array or a bool HxW mask (0/255)."""
+    """PNG file bytes of a uint8 (HxW, HxWx3) array or a bool HxW mask (0/255).
+
+    zlib level 1: an 800x534 photo overlay is written in ~55 ms instead of
+    ~150 ms at Pillow's default level 6, for files ~5% larger.
+    """
     arr = np.asarray(array)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 

