@@ -177,3 +177,30 @@ def test_segment_unknown_model_or_device_is_reported(tmp_path, generated_checkpo
     assert main([*args, "--checkpoint", ckpt, "--device", "nodevice"]) == 2
     assert "cannot move the model to device 'nodevice'" in capsys.readouterr().err
     assert not (tmp_path / "m.png").exists()
+
+
+def test_segment_as_a_program_exits_quickly_with_its_output_complete(
+    tmp_path, generated_checkpoint
+):
+    # `python -m mobilesam segment` ends with os._exit after flushing: the JSON on a pipe and
+    # both PNGs must be complete, and the exit status that of the command.
+    out, ov = tmp_path / "m.png", tmp_path / "o.png"
+    args = ["segment", str(EXAMPLE), "--point", "400,260", "--backend", "torch-exact"]
+    args += ["--checkpoint", str(generated_checkpoint("vit_t")), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "mobilesam", *args, "--overlay", str(ov)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (np.array(Image.open(out)) > 0).sum() == report["masks"][report["best"]]["area"]
+    assert np.array(Image.open(ov)).shape == (534, 800, 3)
+    failed = subprocess.run(
+        [sys.executable, "-m", "mobilesam", "segment", str(EXAMPLE), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode == 2 and "give at least one --point" in failed.stderr

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from ._common import add_backend_args, add_model_args, fail, load_predictor
 
+# One image, then done: the program ends without unloading the runtimes (see cli.entry).
+QUICK_EXIT = True
+
 
 def _floats(text: str, n_min: int, n_max: int, what: str) -> list[float]:
     try:
