@@ -124,8 +124,13 @@ def test_openvino_runs_without_torch(ctx, photo, tmp_path):
 
 
 def test_openvino_decodes_many_prompt_sets_in_chunks(ctx, photo):
+    from mobilesam.runtime.openvino_backend import OpenVinoDecoder
+
     _usable("openvino-fp32")
-    enc, dec = get_backend("openvino-fp32").load(ctx)
+    enc, _ = get_backend("openvino-fp32").load(ctx)  # the backends decode with onnxruntime
+    dec = OpenVinoDecoder(
+        ctx.artifacts / "decoder.onnx", "fp32", None, enc.mask_threshold, enc.mask_input_size
+    )
     core = PredictorCore(enc, dec)
     core.set_image(photo)
     pts = np.random.default_rng(0).uniform(10, 120, (5, 1, 2))

@@ -77,20 +77,19 @@ def _ort_fp32(ctx: LoadContext) -> tuple[Any, Any]:
 
 
 def _openvino(precision: str) -> Any:
-    # The decoder always runs float32: in bf16 OpenVINO also rounds the graph's size
-    # arithmetic (orig_im_size 534 -> 536 rows), so masks came back the wrong shape.
+    # The decoder is onnxruntime's float32 one on the same graph. In bf16 OpenVINO also
+    # rounds the graph's size arithmetic (orig_im_size 534 -> 536 rows: masks of the wrong
+    # shape); in float32 it is right but slower to start: compiling the dynamic-shape graph
+    # and its first call cost ~0.1 s more than onnxruntime's session and first call, which
+    # is most of a one-click process's decoding (warm calls differ by a few ms either way).
     def load(ctx: LoadContext) -> tuple[Any, Any]:
-        from ..runtime.openvino_backend import OpenVinoDecoder, OpenVinoEncoder
+        from ..runtime.onnx_backend import OnnxDecoder
+        from ..runtime.openvino_backend import OpenVinoEncoder
 
         cache = ctx.artifacts / "openvino-cache"  # compiled blobs, keyed by OpenVINO itself
         enc = OpenVinoEncoder(ctx.artifacts / "encoder.onnx", precision, ctx.threads, cache)
-        dec = OpenVinoDecoder(
-            ctx.artifacts / "decoder.onnx",
-            "fp32",
-            ctx.threads,
-            enc.mask_threshold,
-            enc.mask_input_size,
-            cache,
+        dec = OnnxDecoder(
+            ctx.artifacts / "decoder.onnx", ctx.threads, enc.mask_threshold, enc.mask_input_size
         )
         return enc, dec
 
@@ -186,7 +185,7 @@ register_backend(
 register_backend(
     BackendSpec(
         name="openvino-fp32",
-        description="OpenVINO float32 (INFERENCE_PRECISION_HINT f32) on the exported graphs",
+        description="OpenVINO float32 encoder (INFERENCE_PRECISION_HINT f32), onnxruntime decoder",
         precision="fp32",
         needs_torch=False,
         check=lambda: _needs("openvino", "onnxruntime"),
@@ -198,7 +197,7 @@ register_backend(
 register_backend(
     BackendSpec(
         name="openvino-bf16",
-        description="OpenVINO on the exported graphs, encoder bf16, decoder float32",
+        description="OpenVINO bf16 encoder, onnxruntime float32 decoder (the exported graphs)",
         precision="bf16",
         needs_torch=False,
         check=lambda: _needs_bf16("openvino", "onnxruntime"),
