@@ -185,22 +185,204 @@ def test_click_shows_mask_overlay(server_url, browser_context, shared_dir, tmp_p
     page.close()
 
 
+# Records, in the page, whether the job bar was shown and every stage text it showed.
+_WATCH_JOB = """() => {
+    const seen = window.__jobSeen = {shown: false, stages: []};
+    const bar = document.getElementById('job');
+    new MutationObserver(() => {
+        if (!bar.hidden) seen.shown = true;
+        const t = document.getElementById('job-stage').textContent;
+        if (t && seen.stages[seen.stages.length - 1] !== t) seen.stages.push(t);
+    }).observe(bar, {attributes: true, childList: true, subtree: true, characterData: true});
+}"""
+
+
+def _job_polls(requests: list[tuple[str, str]], job_id: str = "") -> int:
+    return sum(m == "GET" and f"/api/jobs/{job_id}" in u for m, u in requests)
+
+
 def test_segment_everything_button(server_url, browser_context, shared_dir):
     page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
     _open_photo(page, server_url, shared_dir / "images" / "truck.jpg", [])
+    requests: list[tuple[str, str]] = []
+    page.on("request", lambda r: requests.append((r.method, r.url)))
+    assert page.is_hidden("#job")
     page.select_option("#grid", "8")
+    page.evaluate(_WATCH_JOB)
     page.click("#everything")
     page.wait_for_function(
-        "/masks \\(|failed/.test(document.getElementById('status').textContent)",
+        "/masks \\(|failed|busy/.test(document.getElementById('status').textContent)",
         timeout=120_000,
     )
     status = page.text_content("#status")
     if "not available" in status:
         pytest.skip(f"segment-everything is not available in this install: {status}")
-    assert "failed" not in status, status
+    assert "masks (" in status, status
     assert page.get_attribute("#mask-canvas", "data-view") == "everything"
+    # Random weights often give no mask at all here; the held service below paints some.
     n = int(page.get_attribute("#mask-canvas", "data-masks"))
+    assert status.startswith(f"{n} masks"), status
     assert (n > 0) == (_painted_pixels(page) > 0)
+
+    # The progress bar showed the job's stages from the server, and is gone now.
+    seen = page.evaluate("window.__jobSeen")
+    assert seen["shown"], seen
+    assert [s for s in seen["stages"] if s != "submitting"], seen
+    assert page.is_hidden("#job") and page.is_enabled("#everything")
+
+    # The page used the jobs API, not the synchronous route, and stopped polling at the end.
+    posts = [u for m, u in requests if m == "POST"]
+    assert [u for u in posts if u.endswith("/everything/jobs")], requests
+    assert not [u for u in posts if u.endswith("/everything")], posts
+    polls = _job_polls(requests)
+    assert polls > 0, requests
+    page.wait_for_timeout(1000)
+    assert _job_polls(requests) == polls, "the page still polls a finished job"
+    assert not errors, errors
+    page.close()
+
+
+# ------------------------------------------------------------------ jobs: cancel, busy, failure
+def _held_service(model, limits):
+    """A service whose segment-everything jobs wait for the test before doing the real work.
+
+    While held they report the stage "held by the test" and stop at a cancellation;
+    ``release`` (an Event) lets them go on; ``fail`` makes them raise instead. The real
+    generator then runs without its quality filters, so that random weights give masks.
+    """
+    from mobilesam.serve import SegmentationService
+
+    class HeldService(SegmentationService):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.release = threading.Event()
+            self.fail = False
+
+        def _run_everything(self, entry, opts, key, ctx):
+            ctx.progress(0.25, "held by the test")
+            while not self.release.wait(0.05):
+                ctx.check()
+            if self.fail:
+                raise RuntimeError("made to fail by the test")
+            lenient = {**opts, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+            return super()._run_everything(entry, lenient, key, ctx)
+
+    return HeldService(model, limits, model_name="vit_t-256", weights="random")
+
+
+@pytest.fixture()
+def held_server(small_model, tmp_path):
+    from mobilesam.serve import ServeLimits, create_app
+
+    # One worker and one waiting place: a third job is refused with 503.
+    limits = ServeLimits(job_workers=1, job_queue=1, job_process=False)
+    service = _held_service(small_model, limits)
+    app = create_app(service, web_runtime=tmp_path / "no-web-runtime")
+    server = _Server(app, _free_port())
+    yield server.url, service
+    service.release.set()
+    server.stop()
+
+
+def test_segment_everything_job_cancel_busy_and_image_change(
+    held_server, browser_context, shared_dir
+):
+    httpx = pytest.importorskip("httpx")
+    url, service = held_server
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _open_photo(page, url, shared_dir / "images" / "truck.jpg", [])
+    requests: list[tuple[str, str]] = []
+    page.on("request", lambda r: requests.append((r.method, r.url)))
+    image_id = page.evaluate("window.__mobilesam.imageId")
+    page.select_option("#grid", "8")
+
+    def start_held_job() -> str:
+        page.click("#everything")
+        _wait_status_of(page, "#job-stage", "held by the test")
+        assert page.is_disabled("#everything"), "a second job must not start while one runs"
+        return page.evaluate("window.__mobilesam.job.id")
+
+    def job_status(job_id: str) -> str:
+        return httpx.get(f"{url}/api/jobs/{job_id}").json()["status"]
+
+    # Cancel: DELETE, the polls see the job end, nothing is painted.
+    job_id = start_held_job()
+    page.click("#job-cancel")
+    _wait_status(page, "cancelled", timeout=30_000)
+    assert ("DELETE", f"{url}/api/jobs/{job_id}") in requests
+    assert job_status(job_id) == "cancelled"
+    assert page.is_hidden("#job") and page.is_enabled("#everything")
+    assert page.get_attribute("#mask-canvas", "data-masks") == "0"
+    polls = _job_polls(requests, job_id)
+    page.wait_for_timeout(800)
+    assert _job_polls(requests, job_id) == polls, "the page still polls a cancelled job"
+
+    # A failing job: its error is shown.
+    service.fail = True
+    service.release.set()
+    page.click("#everything")
+    _wait_status(page, "failed", timeout=30_000)
+    assert "made to fail by the test" in page.text_content("#status")
+    assert page.is_hidden("#job")
+    service.fail = False
+    service.release.clear()
+
+    # A full queue: one job runs, one waits, the page's is refused with 503 and Retry-After.
+    def submit():
+        return httpx.post(
+            f"{url}/api/images/{image_id}/everything/jobs", json={"points_per_side": 16}
+        )
+
+    held = [submit()]
+    deadline = time.monotonic() + 10
+    while job_status(held[0].json()["job_id"]) != "running":
+        assert time.monotonic() < deadline, "the first held job did not start"
+        time.sleep(0.05)
+    held.append(submit())
+    assert [r.status_code for r in held] == [202, 202]
+    refused = submit()
+    assert refused.status_code == 503
+    retry_after = int(refused.headers["Retry-After"])
+    page.click("#everything")
+    _wait_status(page, "busy", timeout=30_000)
+    status = page.text_content("#status")
+    assert f"Try again in {retry_after} s" in status, status
+    assert page.is_hidden("#job") and page.is_enabled("#everything")
+    for r in held:
+        httpx.delete(f"{url}/api/jobs/{r.json()['job_id']}")
+
+    # Opening another image cancels the job of the one before, and its polling stops.
+    job_id = start_held_job()
+    page.set_input_files("#file-input", str(shared_dir / "images" / "dog.jpg"))
+    page.wait_for_function("(old) => window.__mobilesam.imageId !== old", arg=image_id)
+    _wait_status(page, "Click the object")
+    assert ("DELETE", f"{url}/api/jobs/{job_id}") in requests
+    deadline = time.monotonic() + 10
+    while job_status(job_id) != "cancelled":
+        assert time.monotonic() < deadline, "the old image's job was not cancelled"
+        time.sleep(0.1)
+    assert page.is_hidden("#job") and page.is_enabled("#everything")
+    polls = _job_polls(requests, job_id)
+    page.wait_for_timeout(800)
+    assert _job_polls(requests, job_id) == polls, "the page still polls the old image's job"
+
+    # After all that, a job that is let through paints its masks.
+    service.release.set()
+    with page.expect_response(lambda r: r.url.endswith("/everything/jobs")) as submitted:
+        page.click("#everything")
+    job_id = submitted.value.json()["job_id"]
+    _wait_status(page, "masks (", timeout=60_000)
+    assert page.get_attribute("#mask-canvas", "data-view") == "everything"
+    result = httpx.get(f"{url}/api/jobs/{job_id}").json()["result"]
+    assert result["count"] > 0
+    assert page.get_attribute("#mask-canvas", "data-masks") == str(result["count"])
+    painted = _painted_pixels(page)
+    assert 0 < painted <= sum(m["area"] for m in result["masks"])
+    assert not errors, errors
     page.close()
 
 
@@ -237,6 +419,100 @@ def test_phone_viewport(server_url, browser_context, shared_dir, tmp_path):
     page.close()
 
 
+def _object_names(page) -> list[str]:
+    return page.locator("#object-list li .name").all_text_contents()
+
+
+def _wait_names(page, names: list[str]) -> None:
+    """Wait until the object list shows ``names`` (in any order)."""
+    try:
+        page.wait_for_function(
+            "(want) => [...document.querySelectorAll('#object-list li .name')]"
+            ".map((e) => e.textContent).sort().join('|') === want",
+            arg="|".join(sorted(names)),
+            timeout=30_000,
+        )
+    except Exception:  # noqa: BLE001 - playwright's TimeoutError
+        status = page.text_content("#status")
+        pytest.fail(f"objects {_object_names(page)} are not {names}; status: {status!r}")
+
+
+def test_undo_redo(server_url, browser_context, shared_dir):
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _open_photo(page, server_url, shared_dir / "images" / "dog.jpg", [])
+    canvas = page.locator("#prompt-canvas")
+    box = canvas.bounding_box()
+    labels = "() => window.__mobilesam.prompts.map((p) => p.label)"
+
+    def click(fx: float, fy: float, **kw) -> None:
+        canvas.click(position={"x": box["width"] * fx, "y": box["height"] * fy}, **kw)
+
+    def wait_labels(want: list[int]) -> None:
+        page.wait_for_function(f"({labels})().join() === {json.dumps(','.join(map(str, want)))}")
+
+    # Points: undo takes the last one back, redo (either key) returns it in order.
+    assert page.is_disabled("#redo")
+    click(0.45, 0.55)
+    click(0.1, 0.1, button="right")
+    wait_labels([1, 0])
+    page.keyboard.press("Control+z")
+    wait_labels([1])
+    assert page.is_enabled("#redo")
+    page.keyboard.press("Control+Shift+Z")
+    wait_labels([1, 0])
+    page.keyboard.press("Control+z")
+    page.keyboard.press("Control+z")
+    wait_labels([])
+    page.keyboard.press("Control+y")
+    wait_labels([1])
+    page.click("#redo")
+    wait_labels([1, 0])
+    assert page.is_disabled("#redo")
+    # A new point ends what can be redone.
+    page.keyboard.press("Control+z")
+    wait_labels([1])
+    click(0.5, 0.5)
+    wait_labels([1, 1])
+    assert page.is_disabled("#redo")
+    page.keyboard.press("Control+y")
+    wait_labels([1, 1])
+
+    # Objects (kept in the page): add a, add b, relabel a, delete b ...
+    page.wait_for_selector("#mask-canvas[data-view='prompt']", timeout=60_000)
+    page.fill("#label-input", "a")
+    page.press("#label-input", "Enter")
+    _wait_names(page, ["a"])
+    click(0.2, 0.8)
+    page.wait_for_selector("#mask-canvas[data-view='prompt']", timeout=60_000)
+    page.fill("#label-input", "b")
+    page.press("#label-input", "Enter")
+    _wait_names(page, ["a", "b"])
+    page.click("#object-list li >> nth=0")
+    page.fill("#label-input", "a2")
+    page.press("#label-input", "Enter")
+    _wait_names(page, ["a2", "b"])
+    page.click("#object-list li >> nth=1")
+    page.keyboard.press("Delete")
+    _wait_names(page, ["a2"])
+    # ... then undo all four and redo them: b comes back under a new id and later undos and
+    # redos still find it.
+    for names in (["a2", "b"], ["a", "b"], ["a"], []):
+        page.keyboard.press("Control+z")
+        _wait_names(page, names)
+    assert page.is_disabled("#undo")
+    for names in (["a"], ["a", "b"], ["a2", "b"], ["a2"]):
+        page.keyboard.press("Control+Shift+Z")
+        _wait_names(page, names)
+    assert page.is_disabled("#redo")
+    page.keyboard.press("Control+z")
+    _wait_names(page, ["a2", "b"])
+    assert "failed" not in page.text_content("#status")
+    assert not errors, errors
+    page.close()
+
+
 # ------------------------------------------------------------------ annotation project
 def _web_runtime():
     from mobilesam.serve.webruntime import find_runtime
@@ -251,11 +527,21 @@ def _web_runtime():
 
 
 def _wait_status(page, text: str, timeout: int = 120_000) -> None:
-    page.wait_for_function(
-        "(t) => document.getElementById('status').textContent.includes(t)",
-        arg=text,
-        timeout=timeout,
-    )
+    _wait_status_of(page, "#status", text, timeout)
+
+
+def _wait_status_of(page, selector: str, text: str, timeout: int = 60_000) -> None:
+    """Wait until the text of ``selector`` contains ``text``; on a timeout fail with both texts."""
+    try:
+        page.wait_for_function(
+            "([s, t]) => document.querySelector(s).textContent.includes(t)",
+            arg=[selector, text],
+            timeout=timeout,
+        )
+    except Exception:  # noqa: BLE001 - playwright's TimeoutError
+        shown = page.text_content(selector)
+        status = page.text_content("#status")
+        pytest.fail(f"{selector} never said {text!r}: {shown!r} (status: {status!r})")
 
 
 def _wait_for(page, selector: str, timeout: int = 60_000) -> None:
@@ -371,6 +657,11 @@ def test_annotation_project_in_browser(small_model, browser_context, shared_dir,
     page.wait_for_function(
         "document.querySelector('#object-list li .name').textContent === 'puppy'"
     )
+    # Undo and redo of the relabel go through the project's versioned updates.
+    page.keyboard.press("Control+z")
+    _wait_names(page, ["dog", "ball"])
+    page.keyboard.press("Control+Shift+Z")
+    _wait_names(page, ["puppy", "ball"])
     page.screenshot(path=str(tmp_path / "annotate.png"))
     predicts = [u for m, u in requests if "/predict" in u]
     assert not predicts, f"the page asked the server for masks: {predicts}"

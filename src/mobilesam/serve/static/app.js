@@ -1,6 +1,7 @@
 // Click-to-segment and annotation page: talks to the JSON API of the same server, nothing else.
 // Masks come from the decoder in the browser (decoder.js) when the server offers it, else from
-// POST /api/images/{id}/predict. Objects (mask + label + prompts) live in the server's project
+// POST /api/images/{id}/predict. Segment everything runs as a server job (submitted, polled,
+// cancellable). Objects (mask + label + prompts) live in the server's project
 // (/api/project) when it has one, else in this page only.
 "use strict";
 
@@ -9,25 +10,29 @@
   const els = {
     file: $("file-input"), stage: $("stage"), hint: $("drop-hint"), wrap: $("canvas-wrap"),
     image: $("image-canvas"), mask: $("mask-canvas"), prompt: $("prompt-canvas"),
-    undo: $("undo"), clear: $("clear"), multimask: $("multimask"), candidates: $("candidates"),
+    undo: $("undo"), redo: $("redo"), clear: $("clear"), multimask: $("multimask"),
+    candidates: $("candidates"),
     grid: $("grid"), everything: $("everything"), png: $("download-png"),
     coco: $("download-coco"), status: $("status"), pos: $("mode-positive"),
     neg: $("mode-negative"), info: $("model-info"), warning: $("weights-warning"),
     projectImage: $("project-image"), exportBox: $("project-export"), exportFormat: $("export-format"),
     exportScope: $("export-scope"), exportBtn: $("export"), label: $("label-input"),
     labelList: $("label-list"), save: $("save-object"), list: $("object-list"),
-    decoderMode: $("decoder-mode"),
+    decoderMode: $("decoder-mode"), job: $("job"), jobProgress: $("job-progress"),
+    jobStage: $("job-stage"), jobCancel: $("job-cancel"),
   };
   const MASK_RGBA = [30, 144, 255, 120];
   const EDGE_RGBA = [255, 255, 255, 230];
   const DRAG_PX = 6;  // pointer travel (CSS px) that turns a click into a box drag
+  const POLL_MS = 300;  // how often a running segment-everything job is asked for its progress
 
   const state = {
     name: "image", imageId: null, width: 0, height: 0,
     prompts: [],        // {type: "point", x, y, label} | {type: "box", x0, y0, x1, y1}
     result: null,       // last /predict response
     selected: 0,
-    everything: null,   // last /everything response
+    everything: null,   // last segment-everything result (what /everything answers)
+    job: null,          // the segment-everything job running for this image, or null
     view: "none",       // "prompt" | "everything" | "none"
     seq: 0, busy: 0, negative: false, drag: null,
     key: null,          // the image's key in the object store (project file name or image id)
@@ -35,7 +40,9 @@
     editing: null,      // the object being edited (its prompts are the draft), or null
     hover: null,        // {rle} preview under the mouse (browser decoder only)
     hoverBusy: false, hoverNext: null,
-    history: [],        // object operations to undo: {op: "add" | "delete" | "edit", ...}
+    history: [],        // object operations to undo: {op: "add" | "delete" | "edit", ref, ...}
+    future: [],         // what undo took back, for redo: those operations and {op: "prompt"}
+    refs: new Map(),    // live object id -> the {id} its history entries share (see track)
     labels: [], project: false, browser: false,
   };
   window.__mobilesam = state;  // for tests and the console
@@ -58,21 +65,25 @@
     try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
     if (!response.ok) {
       const detail = body && body.detail ? body.detail : text || response.statusText;
-      throw new Error(detail + " (" + response.status + ")");
+      const err = new Error(detail + " (" + response.status + ")");
+      err.status = response.status;
+      err.detail = detail;
+      err.retryAfter = Number(response.headers.get("Retry-After")) || null;  // seconds, on a 503
+      throw err;
     }
     return body;
   }
 
   function updateButtons() {
     const has = !!state.imageId;
-    els.undo.disabled = !has || state.prompts.length === 0;
     els.clear.disabled = !has || (state.prompts.length === 0 && state.view === "none");
-    els.everything.disabled = !has;
+    els.everything.disabled = !has || !!state.job;  // one job at a time: Cancel stops it
     els.png.disabled = !(state.view === "prompt" && state.result);
     els.coco.disabled = !((state.view === "prompt" && state.result) || state.everything ||
       state.objects.length);
     els.save.disabled = !(has && state.view === "prompt" && state.result);
     els.undo.disabled = !has || (state.prompts.length === 0 && state.history.length === 0);
+    els.redo.disabled = !has || state.future.length === 0;
   }
 
   function toImage(event) {
@@ -264,6 +275,7 @@
 
   function selectObject(obj) {
     state.seq++;
+    state.future = [];
     state.editing = obj;
     const pr = obj.prompts || {};
     state.prompts = [];
@@ -304,10 +316,10 @@
       if (state.editing) {
         const before = state.editing;
         obj = await store().update(before, body);
-        state.history.push({ op: "edit", before, after: obj });
+        record({ op: "edit", ref: track(obj), before: fieldsOf(before), after: fieldsOf(obj) });
       } else {
         obj = await store().add(state.key, body);
-        state.history.push({ op: "add", obj });
+        record({ op: "add", ref: track(obj), fields: fieldsOf(obj) });
       }
       if (!state.labels.includes(obj.label)) setLabels([...state.labels, obj.label]);
       await loadObjects();
@@ -325,7 +337,8 @@
   async function deleteObject(obj) {
     try {
       await store().remove(obj);
-      state.history.push({ op: "delete", obj });
+      record({ op: "delete", ref: track(obj), fields: fieldsOf(obj) });
+      state.refs.delete(obj.id);  // the store may give the id to the next new object
       if (state.editing && state.editing.id === obj.id) newObject();
       await loadObjects();
       render();
@@ -336,29 +349,83 @@
     }
   }
 
-  async function undoObject() {
-    const h = state.history.pop();
-    if (!h) return;
-    const current = (id) => state.objects.find((o) => o.id === id);
+  // ------------------------------------------------------------------ undo / redo
+  // History entries name their object through a shared {id}: undoing a delete (or redoing an
+  // add) stores the object again under a new id, and every entry about it follows. state.refs
+  // holds these handles for live objects only, because a store may reuse a deleted id.
+  function track(obj) {
+    let ref = state.refs.get(obj.id);
+    if (!ref) {
+      ref = { id: obj.id };
+      state.refs.set(obj.id, ref);
+    }
+    return ref;
+  }
+
+  function fieldsOf(obj) {
+    return { label: obj.label, mask: obj.mask, prompts: obj.prompts, score: obj.score };
+  }
+
+  function record(entry) {  // a new object operation: what was undone cannot be redone any more
+    state.history.push(entry);
+    state.future = [];
+  }
+
+  // Apply an object operation to the store: forward (do again) or backward (undo it).
+  async function replay(h, forward) {
+    const adds = h.op === "add" ? forward : h.op === "delete" ? !forward : null;
+    if (adds) {
+      const obj = await store().add(state.key, h.fields);
+      h.ref.id = obj.id;
+      state.refs.set(obj.id, h.ref);
+      return;
+    }
+    const live = state.objects.find((o) => o.id === h.ref.id);
+    if (!live) throw new Error("object " + h.ref.id + " no longer exists");
+    if (adds === false) {
+      await store().remove(live);
+      state.refs.delete(live.id);
+    } else {
+      await store().update(live, forward ? h.after : h.before);
+    }
+  }
+
+  // Move the last object operation from one stack to the other, applying it on the way.
+  async function stepObjects(from, to, forward) {
+    if (state.replaying || !from.length) return;
+    state.replaying = true;
+    const h = from.pop();
     try {
-      if (h.op === "add") {
-        await store().remove(current(h.obj.id) || h.obj);
-      } else if (h.op === "delete") {
-        const o = h.obj;
-        await store().add(state.key, { label: o.label, mask: o.mask, prompts: o.prompts, score: o.score });
-      } else {
-        const b = h.before;
-        await store().update(current(h.after.id) || h.after,
-          { label: b.label, mask: b.mask, prompts: b.prompts, score: b.score });
-      }
+      await replay(h, forward);
+      to.push(h);
       newObject();
       await loadObjects();
       render();
-      setStatus("Undid the last " + h.op + ".");
+      setStatus((forward ? "Redid the " : "Undid the last ") + h.op + ".");
       refreshProjectImages();
-    } catch (err) {
-      setStatus("Undo failed: " + err.message, "error");
+    } catch (err) {  // the entry is dropped: it no longer matches the store
+      setStatus((forward ? "Redo" : "Undo") + " failed: " + err.message, "error");
+      await loadObjects().catch(() => {});
+      render();
+    } finally {
+      state.replaying = false;
     }
+  }
+
+  function undo() {  // the last point or box of the draft, else the last object operation
+    if (!state.prompts.length) { stepObjects(state.history, state.future, false); return; }
+    state.future.push({ op: "prompt", prompt: state.prompts.pop() });
+    drawPrompts();
+    updateButtons();  // Redo is there at once, before the new masks arrive
+    predict();
+  }
+
+  function redo() {  // what the last undo took back
+    const h = state.future[state.future.length - 1];
+    if (!h || state.replaying) return;
+    if (h.op !== "prompt") { stepObjects(state.future, state.history, true); return; }
+    state.future.pop();
+    showPrompt(h.prompt);
   }
 
   function newObject() {  // forget the draft and the selection
@@ -372,10 +439,11 @@
 
   // ------------------------------------------------------------------ actions
   async function showImage(info, bitmap, name, key) {
+    dropJob();
     Object.assign(state, {
       name, imageId: info.image_id, key, width: info.width, height: info.height, prompts: [],
       result: null, selected: 0, everything: null, view: "none", editing: null, hover: null,
-      history: [], objects: [],
+      history: [], future: [], refs: new Map(), objects: [],
     });
     for (const c of [els.image, els.mask, els.prompt]) { c.width = info.width; c.height = info.height; }
     els.image.getContext("2d").drawImage(bitmap, 0, 0, info.width, info.height);
@@ -533,7 +601,12 @@
     }
   }
 
-  function addPrompt(p) {
+  function addPrompt(p) {  // a new point or box: what was undone cannot be redone any more
+    state.future = [];
+    showPrompt(p);
+  }
+
+  function showPrompt(p) {
     state.prompts.push(p);
     state.hover = null;
     drawPrompts();
@@ -541,29 +614,131 @@
     predict();
   }
 
+  // ------------------------------------------------------------------ segment everything
+  // A job on the server: POST .../everything/jobs, then GET /api/jobs/{id} every POLL_MS until
+  // it ends. One job at a time (the button is disabled while it runs); Cancel sends DELETE and
+  // the polls see it end. The job belongs to the image: opening another one cancels it.
   async function segmentEverything() {
-    if (!state.imageId) return;
-    const seq = ++state.seq;
+    if (!state.imageId || state.job) return;
     const grid = Number(els.grid.value);
-    els.everything.disabled = true;
+    const job = { id: null, imageId: state.imageId, seq: ++state.seq, timer: 0, cancelling: false };
+    state.job = job;
+    showJob({ status: "queued", progress: { fraction: 0, stage: "submitting" } });
+    updateButtons();
     setStatus("Segmenting everything (" + grid + "×" + grid + " points)…", "busy");
+    let body;
     try {
-      const res = await api("/api/images/" + state.imageId + "/everything", {
+      body = await api("/api/images/" + job.imageId + "/everything/jobs", {
         method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ points_per_side: grid }),
       });
-      if (seq !== state.seq) return;
-      state.everything = res;
-      state.prompts = [];
-      state.result = null;
-      state.view = "everything";
-      render();
-      setStatus(res.count + " masks (" + (res.elapsed_ms / 1000).toFixed(1) + " s).");
     } catch (err) {
-      if (seq === state.seq) setStatus("Segment everything failed: " + err.message, "error");
-    } finally {
-      updateButtons();
+      if (state.job !== job) return;
+      endJob(job);
+      setStatus(submitFailure(err), "error");
+      return;
     }
+    job.id = body.job_id;
+    if (state.job !== job) { deleteJob(job); return; }  // the image changed meanwhile
+    if (job.cancelling) deleteJob(job);  // Cancel was pressed before the id was known
+    jobUpdate(job, body);
+  }
+
+  function submitFailure(err) {
+    if (err.status === 503 && err.retryAfter) {
+      const at = new Date(Date.now() + err.retryAfter * 1000).toLocaleTimeString();
+      return "The server is busy (" + err.detail + "). Try again in " + err.retryAfter +
+        " s (at " + at + ").";
+    }
+    return "Segment everything failed: " + err.message;
+  }
+
+  function jobUpdate(job, body) {
+    if (state.job !== job) return;  // cancelled by an image change, or replaced
+    if (body.status === "done") {
+      endJob(job);
+      showEverything(body.result, job);
+    } else if (body.status === "failed") {
+      endJob(job);
+      setStatus("Segment everything failed: " + (body.error || "unknown error"), "error");
+    } else if (body.status === "cancelled") {
+      endJob(job);
+      setStatus("Segment everything was cancelled.");
+    } else {
+      showJob(body);
+      job.timer = setTimeout(() => pollJob(job), POLL_MS);
+    }
+  }
+
+  async function pollJob(job) {
+    let body;
+    try {
+      body = await api("/api/jobs/" + job.id);
+    } catch (err) {
+      if (state.job !== job) return;
+      endJob(job);
+      setStatus("Segment everything: the job was lost (" + err.message + ").", "error");
+      return;
+    }
+    jobUpdate(job, body);
+  }
+
+  function showJob(body) {  // the progress bar; null hides it
+    els.job.hidden = !body;
+    if (!body) return;
+    els.job.dataset.status = body.status;
+    const queued = body.status === "queued";
+    if (queued) els.jobProgress.removeAttribute("value");  // indeterminate until it starts
+    else els.jobProgress.value = body.progress.fraction;
+    const pct = queued ? "" : " · " + Math.round(100 * body.progress.fraction) + "%";
+    els.jobStage.textContent = state.job.cancelling ? "cancelling" : body.progress.stage + pct;
+    els.jobCancel.disabled = state.job.cancelling;
+  }
+
+  function endJob(job) {  // stop polling and hide the bar (the job itself is left as it is)
+    clearTimeout(job.timer);
+    if (state.job !== job) return;
+    state.job = null;
+    showJob(null);
+    updateButtons();
+  }
+
+  function deleteJob(job) {
+    if (job.id) api("/api/jobs/" + job.id, { method: "DELETE" }).catch(() => {});
+  }
+
+  function cancelJob() {
+    const job = state.job;
+    if (!job || job.cancelling) return;
+    job.cancelling = true;
+    els.jobCancel.disabled = true;
+    els.jobStage.textContent = "cancelling";
+    setStatus("Cancelling segment everything…", "busy");
+    deleteJob(job);
+  }
+
+  function dropJob() {  // another image: its job is of no use any more
+    const job = state.job;
+    if (!job) return;
+    endJob(job);
+    deleteJob(job);
+  }
+
+  function showEverything(res, job) {
+    if (state.seq !== job.seq && (state.prompts.length || state.editing)) {
+      // Drawn while the job ran: keep that draft. The server keeps the result, so pressing
+      // the button again answers at once (and replaces the draft, as it always does).
+      setStatus(res.count + " masks are ready: press “Segment everything” to show them.");
+      return;
+    }
+    state.everything = res;
+    state.prompts = [];
+    state.result = null;
+    state.editing = null;
+    state.view = "everything";
+    state.future = [];
+    render();
+    setStatus(res.count + " masks (" + (res.elapsed_ms / 1000).toFixed(1) + " s).");
   }
 
   function download(name, href) {
@@ -623,14 +798,8 @@
     setTimeout(() => URL.revokeObjectURL(url), 1000);
   }
 
-  function undo() {  // the last point or box of the draft, else the last object operation
-    if (!state.prompts.length) { undoObject(); return; }
-    state.prompts.pop();
-    drawPrompts();
-    predict();
-  }
-
   function clearAll() {
+    state.future = [];
     newObject();
     state.view = "none";
     render();
@@ -653,8 +822,10 @@
   // ------------------------------------------------------------------ events
   els.file.addEventListener("change", () => { openFile(els.file.files[0]); els.file.value = ""; });
   els.undo.addEventListener("click", undo);
+  els.redo.addEventListener("click", redo);
   els.clear.addEventListener("click", clearAll);
   els.everything.addEventListener("click", segmentEverything);
+  els.jobCancel.addEventListener("click", cancelJob);
   els.png.addEventListener("click", downloadPng);
   els.coco.addEventListener("click", downloadCoco);
   els.pos.addEventListener("click", () => setNegative(false));
@@ -718,7 +889,11 @@
     if (e.dataTransfer.files.length) openFile(e.dataTransfer.files[0]);
   });
   document.addEventListener("keydown", (e) => {
-    if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); return; }
+    if (e.ctrlKey || e.metaKey) {
+      const key = e.key.toLowerCase();  // Shift makes it "Z"
+      if (key === "z" && !e.shiftKey) { e.preventDefault(); undo(); return; }
+      if (key === "z" || key === "y") { e.preventDefault(); redo(); return; }
+    }
     const typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
     if (e.key === "Escape") { if (typing) document.activeElement.blur(); clearAll(); return; }
     if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
