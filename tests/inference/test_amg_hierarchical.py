@@ -219,3 +219,38 @@ def test_new_options_are_command_line_flags():
     assert build_parser().parse_args(base + ["--refine-boxes", "no"]).refine_boxes is False
     with pytest.raises(SystemExit):
         build_parser().parse_args(base + ["--strategy", "everywhere"])
+
+
+# ------------------------------------------------------------ the benchmark's measures
+@pytest.fixture(scope="module")
+def bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "everything_strategies.py"
+    spec = importlib.util.spec_from_file_location("bench_everything_strategies", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_average_recall_matches_one_to_one(bench):
+    a = np.zeros((20, 20), bool)
+    a[2:8, 2:8] = True
+    b = np.zeros((20, 20), bool)
+    b[10:20, 10:20] = True
+    b_part = np.zeros((20, 20), bool)
+    b_part[10:20, 10:16] = True
+    b_part[10:12, 16] = True  # IoU 0.62 with b
+    anns = [
+        {"segmentation": s, "predicted_iou": q}
+        for s, q in ((a, 0.9), (a.copy(), 0.8), (b_part, 0.7))
+    ]
+    gt = np.stack([a, b])
+    hits = bench.proposal_hits(anns, gt, k=100)
+    # a is matched once (its duplicate finds a taken); b only up to IoU 0.62
+    want = [1 + int(t <= 0.62) for t in bench.IOU_THRESHOLDS]
+    assert hits.tolist() == want
+    assert bench.proposal_hits(anns, gt, k=1).tolist() == [1] * len(bench.IOU_THRESHOLDS)
+    assert bench.recalled([a, b], [b_part, a]) == 1
+    assert bench.recalled([a, b], [b_part, a], min_iou=0.6) == 2
