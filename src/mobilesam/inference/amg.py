@@ -5,6 +5,10 @@ the defaults come from :class:`~.amg_options.AmgOptions`, the one statement of
 them). ``fast=True`` selects a path that returns the same masks with far less
 work (:class:`~.amg_fast.FastCropProcessor`, which the generator owns); the
 default is the exact path, which follows the reference implementation step by step.
+``strategy="hierarchical"`` prompts a sparse grid first and the dense grid only
+where its confident masks leave gaps (:mod:`~.amg_hierarchical`);
+``refine_boxes=True`` sends the kept masks' boxes back as prompts
+(:mod:`~.amg_refine`). Both work on either path and with crops.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import torch
 
 from ..modeling import Sam
 from .amg_fast import CropFilters, FastCropProcessor
-from .amg_options import AmgOptions
+from .amg_hierarchical import DecodeFn, HierarchicalSampler
+from .amg_options import STRATEGIES, AmgOptions
+from .amg_refine import BoxRefiner
+from .cache import image_digest
 from .core import EncoderBackend
 from .grids import (
     batch_iterator,
@@ -61,6 +68,13 @@ class SamAutomaticMaskGenerator:
     ``min_mask_region_area`` hole/island clean-up and ``output_mode``.
     ``fast=True`` selects the low-resolution filtering path; ``encoder`` runs
     the image encoder on another backend (see :mod:`mobilesam.backends`).
+
+    ``strategy="hierarchical"`` (needs ``points_per_side``) prompts a grid of
+    ``points_per_side // sparse_downscale_factor`` points per side first, then the
+    full grid's points outside the masks of that pass that reach
+    ``confident_pred_iou_thresh`` and ``confident_stability_score_thresh``; see
+    :mod:`~.amg_hierarchical`. ``refine_boxes=True`` re-prompts every kept mask
+    with its box and keeps the box's mask where it is better; see :mod:`~.amg_refine`.
     """
 
     def __init__(
@@ -79,6 +93,11 @@ class SamAutomaticMaskGenerator:
         point_grids: list[np.ndarray] | None = None,
         min_mask_region_area: int = _D.min_mask_region_area,
         output_mode: str = "binary_mask",
+        strategy: str = _D.strategy,
+        sparse_downscale_factor: int = _D.sparse_downscale_factor,
+        confident_pred_iou_thresh: float = _D.confident_pred_iou_thresh,
+        confident_stability_score_thresh: float = _D.confident_stability_score_thresh,
+        refine_boxes: bool = _D.refine_boxes,
         *,
         fast: bool = False,
         encoder: EncoderBackend | None = None,
@@ -103,6 +122,11 @@ class SamAutomaticMaskGenerator:
                     raise ValueError(f"each point grid must be Nx2 (normalised XY), got {g.shape}")
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if strategy == "hierarchical" and points_per_side is None:
+            # The sparse pass is a coarser copy of a regular grid; explicit grids have none.
+            raise ValueError("strategy='hierarchical' needs points_per_side, not point_grids")
         if int(points_per_batch) < 1:
             raise ValueError(f"points_per_batch must be >= 1, got {points_per_batch}")
         if output_mode == "coco_rle":
@@ -124,10 +148,23 @@ class SamAutomaticMaskGenerator:
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
         self.fast = bool(fast)
+        self.strategy = strategy
+        self.hierarchy: HierarchicalSampler | None = None
+        if strategy == "hierarchical":
+            self.hierarchy = HierarchicalSampler(
+                downscale_factor=int(sparse_downscale_factor),
+                confident_pred_iou_thresh=confident_pred_iou_thresh,
+                confident_stability_score_thresh=confident_stability_score_thresh,
+                nms_thresh=box_nms_thresh,
+            )
+        self.refiner = BoxRefiner(self.predictor) if refine_boxes else None
         self.timings: dict[str, float] = defaultdict(float)
+        # Prompts decoded by the last ``generate``: ``points`` and ``boxes`` (refinement),
+        # and ``refined``, the masks a box prompt replaced.
+        self.counts: dict[str, int] = defaultdict(int)
         self._fast: FastCropProcessor | None = None
-        # Called before each batch of point prompts is decoded (both paths): where a long
-        # ``generate`` can report progress, or stop by raising.
+        # Called before each batch of prompts is decoded (both paths, point and box
+        # batches): where a long ``generate`` can report progress, or stop by raising.
         self.on_batch: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ public
@@ -143,6 +180,7 @@ class SamAutomaticMaskGenerator:
         """
         image = as_rgb_uint8(image)
         self.timings = defaultdict(float)
+        self.counts = defaultdict(int)
         data = self._generate_masks(image)
         t0 = time.perf_counter()
         if self.min_mask_region_area > 0:
@@ -190,15 +228,7 @@ class SamAutomaticMaskGenerator:
         data = MaskRecords()
         for crop_box, layer_idx in zip(crop_boxes, layer_idxs):
             if self.fast:
-                crop_data = self._fast_processor().process_crop(
-                    image,
-                    crop_box,
-                    orig_size,
-                    self.point_grids[layer_idx],
-                    self._crop_filters(),
-                    self.timings,
-                    self.on_batch,
-                )
+                crop_data = self._fast_crop(image, crop_box, layer_idx, orig_size)
             else:
                 crop_data = self._process_crop(image, crop_box, layer_idx, orig_size)
             data.cat(crop_data)
@@ -214,6 +244,62 @@ class SamAutomaticMaskGenerator:
             )
             data.filter(keep)
             self.timings["postprocess"] += time.perf_counter() - t0
+        return data
+
+    def _sample_crop(
+        self, decode: DecodeFn, crop_box: list[int], layer_idx: int, orig_size: tuple[int, int]
+    ) -> MaskRecords:
+        """The crop's kept masks from its points: the layer's grid, or the two passes."""
+        grid = self.point_grids[layer_idx]
+        if self.hierarchy is None:
+            self.counts["points"] += len(grid)
+            return decode(grid)
+        side = int(round(np.sqrt(len(grid))))  # layer grids are square
+        data, n_points = self.hierarchy.sample(decode, side, crop_box, orig_size)
+        self.counts["points"] += n_points
+        return data
+
+    def _refine_crop(
+        self, data: MaskRecords, crop_box: list[int], orig_size: tuple[int, int]
+    ) -> MaskRecords:
+        """Box refinement of a crop's masks; the predictor holds the crop's embedding."""
+        if self.refiner is None or len(data) == 0:
+            return data
+        self.counts["boxes"] += len(data)
+        data, replaced = self.refiner.refine(
+            data, crop_box, orig_size, self._crop_filters(), self.timings, self.on_batch
+        )
+        self.counts["refined"] += replaced
+        return data
+
+    def _fast_crop(
+        self, image: np.ndarray, crop_box: list[int], layer_idx: int, orig_size: tuple[int, int]
+    ) -> MaskRecords:
+        fast = self._fast_processor()
+
+        def decode(grid: np.ndarray) -> MaskRecords:
+            return fast.process_crop(
+                image,
+                crop_box,
+                orig_size,
+                grid,
+                self._crop_filters(),
+                self.timings,
+                self.on_batch,
+            )
+
+        data = self._sample_crop(decode, crop_box, layer_idx, orig_size)
+        if self.refiner is not None and len(data) > 0:
+            # The processor has let go of the crop; its embedding is in the processor's cache.
+            x0, y0, x1, y1 = crop_box
+            crop = image[y0:y1, x0:x1, :]
+            hit = fast.cache.get(image_digest(crop))
+            if hit is None:
+                self._set_crop(image, crop_box)
+            else:
+                self.predictor.set_embedding(hit.features, [hit.original_size], [hit.input_size])
+            data = self._refine_crop(data, crop_box, orig_size)
+            self.predictor.reset_image()
         return data
 
     def _fast_processor(self) -> FastCropProcessor:
@@ -243,14 +329,19 @@ class SamAutomaticMaskGenerator:
     ) -> MaskRecords:
         cropped_size = self._set_crop(image, crop_box)
         points_scale = np.array(cropped_size)[None, ::-1]
-        points_for_image = self.point_grids[layer_idx] * points_scale
-        data = MaskRecords()
-        for (points,) in batch_iterator(self.points_per_batch, points_for_image):
-            if self.on_batch is not None:
-                self.on_batch()
-            data.cat(self._process_batch(points, cropped_size, crop_box, orig_size))
+
+        def decode(grid: np.ndarray) -> MaskRecords:
+            data = MaskRecords()
+            for (points,) in batch_iterator(self.points_per_batch, grid * points_scale):
+                if self.on_batch is not None:
+                    self.on_batch()
+                data.cat(self._process_batch(points, cropped_size, crop_box, orig_size))
+            return self._finish_crop(data, crop_box)
+
+        data = self._sample_crop(decode, crop_box, layer_idx, orig_size)
+        data = self._refine_crop(data, crop_box, orig_size)
         self.predictor.reset_image()
-        return self._finish_crop(data, crop_box)
+        return data
 
     def _finish_crop(self, data: MaskRecords, crop_box: list[int]) -> MaskRecords:
         """NMS within a crop by predicted IoU, then move boxes and points to the image frame."""
