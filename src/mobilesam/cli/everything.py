@@ -7,7 +7,10 @@ under a temporary name and renamed when complete (the whole folder is the unit o
 completion, so this is done here rather than file by file with
 :mod:`mobilesam.io`'s atomic writers), so an interrupted run leaves no
 half-written result; images whose folder exists are skipped unless
-``--overwrite``. Images are read with :func:`mobilesam.io.read_image`; the model
+``--overwrite``. Reading, segmenting and writing overlap
+(:mod:`mobilesam.inference.everything_pipeline`; ``--sequential`` for one image
+after another); the progress bar shows images/s and the time left, and the last
+line the throughput. Images are read with :func:`mobilesam.io.read_image`; the model
 and the image encoder's backend come from :mod:`mobilesam.backends` (``--backend``,
 the fastest faithful one by default); the generator flags are derived from
 :class:`~mobilesam.inference.amg_options.AmgOptions`. Under
@@ -19,15 +22,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..inference.amg_options import AmgOptions, option_fields
+from ..inference.everything_pipeline import FolderJob, PipelineOptions
 from ._common import add_backend_args, add_model_args, fail, load_predictor
 
 
@@ -49,6 +52,23 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         group.add_argument(
             "--" + name.replace("_", "-"), type=kind, default=default, help=f"default {shown}"
         )
+    pipe = p.add_argument_group("pipeline (reading and writing beside the segmenting)")
+    pipe.add_argument(
+        "--sequential", action="store_true", help="read, segment and write one image at a time"
+    )
+    for f in dataclasses.fields(PipelineOptions):
+        pipe.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=int,
+            default=f.default,
+            help=f"default {f.default}",
+        )
+    pipe.add_argument(
+        "--encode-ahead",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="encode the next image in the reader thread (non-torch encoder backends)",
+    )
     add_model_args(p)
     add_backend_args(p)
     return p
@@ -121,38 +141,37 @@ def _write_result(folder: Path, image: Any, anns: list[dict], fmt: str, source: 
     save_png(folder / "overlay.png", overlay)
 
 
-def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
-    """Rename the finished temporary folder into place (replacing an old one if asked)."""
-    if final.exists():
-        if not overwrite:
-            raise FileExistsError(final)
-        trash = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+def _pipeline_options(args: argparse.Namespace) -> PipelineOptions:
+    if args.sequential:
+        return PipelineOptions(prefetch=0, write_queue=0, readers=1)
+    return PipelineOptions(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineOptions)}
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..inference.amg import SamAutomaticMaskGenerator
-    from ..io import ImageReadError, list_images, read_image
+    from ..inference.everything_pipeline import (
+        AheadEncoder,
+        pending_jobs,
+        progress_bar,
+        run_folder,
+    )
+    from ..io import list_images
     from ..loading import ModelLoadError
 
     paths = list_images(args.inputs)
     if not paths:
         return fail("no images found in the inputs")
-    names = output_names(paths)
     try:
-        mine, rank, world = shard(list(zip(paths, names)))
+        options = _pipeline_options(args)
+        mine, rank, world = shard([FolderJob(p, n) for p, n in zip(paths, output_names(paths))])
     except ValueError as e:
         return fail(str(e))
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    todo = [(p, n) for p, n in mine if args.overwrite or not (out / n).is_dir()]
-    done_before = len(mine) - len(todo)
+    todo = pending_jobs(mine, out, args.overwrite)
+    segment = prepare = None
     if todo:
         if args.device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per torchrun process
             args.device = f"cuda:{os.environ['LOCAL_RANK']}"
@@ -166,39 +185,53 @@ def run(args: argparse.Namespace) -> int:
         # The generator decodes with torch (exact or fast path); a non-torch backend
         # chosen for this machine runs its image encoder.
         encoder = None if predictor.backend.startswith("torch") else predictor.encoder
-        options = AmgOptions(**{name: getattr(args, name) for name, _, _ in option_fields()})
+        if encoder is not None and args.encode_ahead and not args.sequential:
+            encoder = AheadEncoder(encoder, keep=options.prefetch + 2)
+        amg = AmgOptions(**{name: getattr(args, name) for name, _, _ in option_fields()})
         try:
             gen = SamAutomaticMaskGenerator(
                 model,
                 output_mode="binary_mask" if args.format == "png" else "coco_rle",
                 fast=not args.exact,
                 encoder=encoder,
-                **options.kwargs(),
+                **amg.kwargs(),
             )
         except ValueError as e:
             return fail(str(e))
-    skipped = []
-    label = f"rank {rank}/{world}" if world > 1 else "images"
-    for path, name in tqdm(todo, desc=label, unit="img", position=rank if world > 1 else 0):
-        try:
-            image = read_image(path)
-        except ImageReadError as e:
-            skipped.append(str(e))
-            tqdm.write(f"skipped: {e}", file=sys.stderr)
-            continue
-        anns = gen.generate(image)
-        tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}.tmp-"))
-        try:
-            _write_result(tmp, image, anns, args.format, path)
-            _commit(tmp, out / name, args.overwrite)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    n_done = len(todo) - len(skipped)
+        segment = gen.generate
+        if isinstance(encoder, AheadEncoder):
+            prepare = encoder.prefetcher(gen.predictor)
+
+    bar = progress_bar(
+        len(todo), f"rank {rank}/{world}" if world > 1 else "images", rank if world > 1 else 0
+    )
+
+    def skipped(message: str) -> None:
+        bar.write(f"skipped: {message}", file=sys.stderr)
+
+    with bar:
+        report = run_folder(
+            todo,
+            out,
+            segment or (lambda image: []),
+            lambda tmp, job, image, anns: _write_result(tmp, image, anns, args.format, job.path),
+            prepare=prepare,
+            overwrite=args.overwrite,
+            options=options,
+            progress=bar.update,
+            on_skip=skipped,
+        )
+    rate = (
+        f"; {report.images_per_second:.3g} images/s, {report.images_per_hour:.0f} images/hour "
+        f"({report.seconds:.1f} s)"
+        if report.segmented
+        else ""
+    )
     print(
-        f"{n_done} image(s) segmented, {done_before} already done, {len(skipped)} skipped"
+        f"{len(report.segmented)} image(s) segmented, {len(mine) - len(todo)} already done, "
+        f"{len(report.skipped)} skipped"
         + (f" (rank {rank} of {world})" if world > 1 else "")
-        + f"; results in {out}",
+        + f"{rate}; results in {out}",
         file=sys.stderr,
     )
-    return 1 if skipped else 0
+    return 1 if report.skipped else 0
