@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..inference.amg_options import AmgOptions, option_fields
-from ..inference.everything_pipeline import FolderJob, PipelineOptions
+from ..inference.folder_options import FolderJob, PipelineOptions
 from ._common import add_backend_args, add_model_args, fail, load_predictor
 
 

@@ -41,41 +41,10 @@ import numpy as np
 from ..io import ImageReadError, read_image
 from .cache import EmbeddingCache, image_digest
 from .core import EncoderBackend, PredictorCore
+from .folder_options import SEQUENTIAL, FolderJob, PipelineOptions  # noqa: F401  (re-exported)
 
 Annotations = list[dict[str, Any]]
 Writer = Callable[[Path, "FolderJob", np.ndarray, Annotations], None]
-
-
-@dataclass(frozen=True)
-class FolderJob:
-    """One input image and the name of its result folder under the output folder."""
-
-    path: Path
-    name: str
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """How much runs beside the segmenting thread.
-
-    ``prefetch``: images read ahead (0: read in the calling thread);
-    ``readers``: reader threads (more only help when decoding is slower than
-    segmenting); ``write_queue``: finished images waiting for the writer (0: write
-    in the calling thread); ``helper_nice``: added to the helper threads' nice value.
-    """
-
-    prefetch: int = 2
-    readers: int = 1
-    write_queue: int = 2
-    helper_nice: int = 10
-
-    def __post_init__(self) -> None:
-        if self.prefetch < 0 or self.write_queue < 0 or self.readers < 1:
-            raise ValueError(f"bad pipeline options {self}")
-
-
-#: Every stage in the calling thread, one image after another.
-SEQUENTIAL = PipelineOptions(prefetch=0, write_queue=0)
 
 
 @dataclass
