@@ -43,7 +43,12 @@ def time_main_job(
     Also reports whether each backend's process imported torch (``-X importtime``
     on the last run) and the IoU of its mask with the first backend's.
     """
-    env = {**os.environ, **(env or {})}
+    given = env or {}
+    env = {**os.environ, **given}
+    # As a user meets it: Python keeps the modules' compiled bytecode (written by the
+    # warm-up run), unless ``env`` itself asks for PYTHONDONTWRITEBYTECODE.
+    if "PYTHONDONTWRITEBYTECODE" not in given:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     results: dict[str, dict] = {b: {"seconds": []} for b in backends}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
