@@ -16,5 +16,8 @@ mask decoder + post-processing) -> masks.
 - :mod:`.masks` -- mask utilities (boxes, NMS, RLE, stability, IoU, ``MaskRecords``);
 - :mod:`.amg` -- ``SamAutomaticMaskGenerator`` (options and defaults in
   :mod:`.amg_options`, point grids and crops in :mod:`.grids`); its fast path is
-  :mod:`.amg_fast`'s ``FastCropProcessor`` with :mod:`.window_resize`.
+  :mod:`.amg_fast`'s ``FastCropProcessor`` with :mod:`.window_resize`; the
+  hierarchical strategy is :mod:`.amg_hierarchical`, box refinement :mod:`.amg_refine`;
+- :mod:`.everything_pipeline` -- segment everything over a folder with reading and
+  writing overlapped (options and jobs in the import-light :mod:`.folder_options`).
 """
