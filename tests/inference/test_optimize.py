@@ -120,3 +120,20 @@ def test_fast_predictor_cache(small_model):
     np.testing.assert_allclose(
         fast.predict(box=[10, 10, 90, 80])[2], exact.predict(box=[10, 10, 90, 80])[2], atol=1e-4
     )
+
+
+def test_fast_predictor_decodes_in_float32_under_autocast(small_model):
+    # The shared-embedding decoder's buffers are float32: a caller's autocast must not reach
+    # them (it used to fail with "expected scalar type Float but found BFloat16").
+    img = np.random.default_rng(3).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    fast = FastPredictor(small_model)
+    fast.set_image(img)
+    point = dict(point_coords=[[40, 30]], point_labels=[1], return_logits=True)
+    plain = fast.predict(**point)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = fast.predict(**point)
+        fast.set_image(img[:, ::-1].copy())  # an encoder under autocast: bf16 features
+        other = fast.predict(**point)
+    for a, b in zip(plain, under):
+        np.testing.assert_array_equal(a, b)
+    assert other[2].dtype == np.float32 and np.isfinite(other[2]).all()

@@ -81,6 +81,16 @@ def test_output_shapes_and_types(predictor):
     assert predictor.get_image_embedding().shape == (1, 256, 16, 16)
 
 
+def test_predict_under_bf16_autocast_returns_float32(predictor):
+    # numpy has no bfloat16: half-precision results must come back as SAM's float32.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        masks, scores, low = predictor.predict(
+            point_coords=[[30, 40]], point_labels=[1], return_logits=True
+        )
+    assert masks.dtype == scores.dtype == low.dtype == np.float32
+    assert masks.shape == (3, 120, 160) and np.isfinite(low).all()
+
+
 def test_logits_and_masks_agree(predictor):
     logits, _, _ = predictor.predict(point_coords=[[50, 60]], point_labels=[1], return_logits=True)
     masks, _, _ = predictor.predict(point_coords=[[50, 60]], point_labels=[1])

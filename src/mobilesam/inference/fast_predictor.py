@@ -42,11 +42,18 @@ class FastTorchDecoder(TorchDecoder):
         self.fast = FastPointDecoder(model)
 
     def prepare(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
+        features = features.float()  # e.g. from an encoder run under autocast
+        with torch.inference_mode(), _float32(features):
             self.fast.set_embedding(features)
         return super().prepare(features)
 
     def decode_torch(self, prepared: Any, request: DecodeRequest) -> TorchPrediction:
+        # Always float32: the decoder's scratch buffers are, and a caller's autocast
+        # (half-precision linear layers) would feed them another dtype.
+        with _float32(prepared[0]):
+            return self._decode_float32(prepared, request)
+
+    def _decode_float32(self, prepared: Any, request: DecodeRequest) -> TorchPrediction:
         r = request
         if r.mask_input is not None or (r.coords is None and r.boxes is None):
             return super().decode_torch(prepared, request)
@@ -63,6 +70,11 @@ class FastTorchDecoder(TorchDecoder):
         if not r.return_logits:
             masks = masks > self.mask_threshold
         return masks, iou, low_res
+
+
+def _float32(like: torch.Tensor) -> Any:
+    """A context that turns off any autocast on ``like``'s device."""
+    return torch.autocast(like.device.type, enabled=False)
 
 
 class FastPredictor(SamPredictor):

@@ -93,7 +93,7 @@ class TorchDecoder:
         self, prepared: Any, request: DecodeRequest
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = self.decode_torch(prepared, self.tensors(request))
-        return tuple(t.cpu().numpy() for t in out)  # type: ignore[return-value]
+        return tuple(_to_numpy(t) for t in out)  # type: ignore[return-value]
 
     @torch.no_grad()
     def decode_torch(self, prepared: Any, request: DecodeRequest) -> TorchPrediction:
@@ -115,3 +115,11 @@ class TorchDecoder:
         )
         assert masks is not None
         return masks, iou, low
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A CPU numpy array; half-precision results (under autocast) come back as float32,
+    since numpy has no bfloat16 and callers expect SAM's float32 scores and logits."""
+    if t.is_floating_point() and t.dtype != torch.float32:
+        t = t.float()
+    return t.cpu().numpy()
