@@ -116,9 +116,17 @@ def run(args: argparse.Namespace) -> dict:
         images = {Path(p).stem: read_image(p) for p in args.images}
     else:
         images = derived_images()
+    encoder = None
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(args.checkpoint) if args.checkpoint else parity_checkpoint(Path(tmp))
         model = load_model(args.model, ckpt)
+        if args.fast_backend:  # the fast side's image encoder on a registered backend
+            from mobilesam.backends.predictor import Predictor
+
+            chosen = Predictor.load(args.model, ckpt, backend=args.fast_backend)
+            if not chosen.backend.startswith("torch"):
+                encoder = chosen.encoder
+            print(f"fast side's encoder: {chosen.backend}", flush=True)
     params = {
         "points_per_side": args.points_per_side,
         "points_per_batch": args.points_per_batch,
@@ -131,7 +139,9 @@ def run(args: argparse.Namespace) -> dict:
         row = {"image": name, "size": list(img.shape[:2])}
         masks = {}
         for label, fast in (("exact", False), ("fast", True)):
-            gen = SamAutomaticMaskGenerator(model, fast=fast, **params)
+            gen = SamAutomaticMaskGenerator(
+                model, fast=fast, encoder=encoder if fast else None, **params
+            )
             t0 = time.perf_counter()
             anns = gen.generate(img)
             row[label] = {"total": time.perf_counter() - t0, **dict(gen.timings)}
@@ -166,6 +176,7 @@ def run(args: argparse.Namespace) -> dict:
         "params": params,
         "checkpoint": str(args.checkpoint or "generated parity weights vit_t seed 0"),
         "malloc_tuned": bool(args.tune_malloc),
+        "fast_encoder": args.fast_backend or "torch (the model's own)",
     }
     return {"rows": rows, "summary": summary}
 
@@ -246,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         help="1.0 keeps nearly every candidate: an agreement check on many masks",
     )
     ap.add_argument("--min-iou", type=float, default=0.9, help="IoU for a matched mask")
+    ap.add_argument(
+        "--fast-backend",
+        default=None,
+        help="run the fast side's image encoder on this backend (e.g. auto, openvino-bf16); "
+        "default: the model's own torch encoder on both sides",
+    )
     ap.add_argument(
         "--tune-malloc",
         action="store_true",
