@@ -110,8 +110,6 @@ class WorkerProcess:
                 return message[1]
             elif kind == "error":
                 raise RuntimeError(message[1])
-            elif kind == "stopped":  # a stop asked for by an earlier poll (not reached here)
-                raise JobCancelled
 
     def close(self) -> None:
         """Stop the child (it exits at once when idle, is killed when busy)."""
