@@ -56,3 +56,62 @@ def test_vit_teacher_config_trains_a_step(tmp_path):
     cfg = _tiny("all", tmp_path / "t")
     cfg.steps, cfg.eval_scenes = 1, 0
     assert train_sam(model, cfg, progress=False).steps == 1
+
+
+def _resumable(out, steps: int = 5) -> SamTrainConfig:
+    cfg = _tiny("all", out)
+    cfg.steps, cfg.eval_every, cfg.checkpoint_every, cfg.train_scenes = steps, 2, 2, 0
+    return cfg
+
+
+def _fresh_student():
+    torch.manual_seed(0)
+    return build_sam(SHAPES_STUDENT.replace(image_size=64))
+
+
+def test_a_run_stopped_and_resumed_ends_with_the_same_weights(tmp_path):
+    straight = _fresh_student()
+    train_sam(straight, _resumable(tmp_path / "a"), progress=False)
+
+    run = tmp_path / "b"
+    # a zero budget stops after one step each time; the third sitting finishes the run
+    first = train_sam(_fresh_student(), _resumable(run), progress=False, budget_seconds=0)
+    assert (first.steps, first.finished) == (1, False)
+    assert not (run / "done.json").exists()
+    second = train_sam(
+        build_sam(SHAPES_STUDENT.replace(image_size=64)),
+        _resumable(run),
+        progress=False,
+        resume=True,
+        budget_seconds=0,
+    )
+    assert (second.steps, second.finished) == (2, False)
+    resumed = build_sam(SHAPES_STUDENT.replace(image_size=64))
+    last = train_sam(resumed, _resumable(run), progress=False, resume=True)
+    assert (last.steps, last.finished) == (5, True)
+    assert (run / "done.json").is_file()
+    for k, v in straight.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    steps = [
+        json.loads(line)["step"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "train"
+    ]
+    assert steps == [1, 2, 3, 4, 5]  # no step logged twice across the sittings
+
+
+def test_resuming_with_another_recipe_is_refused(tmp_path):
+    run = tmp_path / "r"
+    train_sam(_fresh_student(), _resumable(run), progress=False, budget_seconds=0)
+    other = _resumable(run)
+    other.lr = 1e-2
+    try:
+        train_sam(_fresh_student(), other, progress=False, resume=True)
+    except ValueError as e:
+        assert "train.lr" in str(e)
+    else:
+        raise AssertionError("a checkpoint of another recipe was resumed")
+    # settings that do not touch the optimisation may change
+    same = _resumable(run)
+    same.threads, same.log_every = 1, 3
+    assert train_sam(_fresh_student(), same, progress=False, resume=True).finished

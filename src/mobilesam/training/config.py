@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 TRAINABLE = ("all", "image_encoder")
 
@@ -26,8 +26,14 @@ class SamTrainConfig:
     ``trainable``: ``all`` (teacher, or coupled student with a decoder trained jointly
     from scratch) or ``image_encoder`` (coupled student under a frozen decoder).
     ``train_scenes`` > 0 draws from the first ``train_scenes`` training seeds only (a
-    fixed data set); 0 draws fresh scenes every step.
+    fixed data set); 0 draws fresh scenes every step. ``checkpoint_every``: steps between
+    resumable checkpoints (0: only at the end or when the time budget is spent).
     """
+
+    # settings a resumed run may change (they do not touch the optimisation)
+    RESUME_FREE: ClassVar[frozenset[str]] = frozenset(
+        {"out", "threads", "device", "log_every", "eval_every", "checkpoint_every"}
+    )
 
     out: str
     steps: int = 3000
@@ -52,6 +58,7 @@ class SamTrainConfig:
     log_every: int = 10
     device: str = "cpu"
     threads: int = 0
+    checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
         if self.trainable not in TRAINABLE:

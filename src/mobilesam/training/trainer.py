@@ -7,11 +7,19 @@ decoder trained jointly or frozen). Decoupled distillation lives in
 
 A run folder holds ``config.json``, ``metrics.jsonl`` (``kind`` ``train``: loss parts,
 lr, scenes/s; ``eval``: held-out single-point mIoU against ground truth),
-``model.safetensors`` (rewritten at each evaluation and at the end) and ``curves.png``.
+``model.safetensors`` (rewritten at each evaluation and at the end), ``checkpoint.pt``
+(everything a resumed run needs, written atomically every ``checkpoint_every`` steps) and
+``curves.png``.
+
+Runs resume exactly: a step's scenes and prompts are a function of (seed, step) and the
+checkpoint holds the model, optimizer, schedule and generator states, so a run stopped
+(killed, or ``budget_seconds`` spent) and resumed ends with the same weights as one that
+never stopped. That is what lets a long CPU training go on across sittings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -24,12 +32,14 @@ from torch import nn
 
 from ..checkpoint import save_checkpoint
 from ..data.shapes import SPLITS, Scene, ShapesConfig, render_scene
+from ..distill.run_state import capture_rng, load_state, restore_rng, save_state
 from ..modeling import Sam
 from .config import SamTrainConfig
 from .losses import sam_mask_loss
 from .prompts import correction_points, jittered_boxes, sample_points
 
 MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.pt"
 # Scenes the in-training evaluation uses: a slice of the held-out range far from the
 # seeds the final evaluation starts at, so monitoring never tunes on the reported numbers.
 MONITOR_OFFSET = 500_000
@@ -42,6 +52,7 @@ class TrainSummary:
     seconds: float
     train_seconds: float
     final_miou: float
+    finished: bool = True
 
 
 def scenes_to_batch(model: Sam, scenes: list[Scene]) -> torch.Tensor:
@@ -213,10 +224,53 @@ def _trainable_parameters(model: Sam, trainable: str) -> nn.Module:
     return model
 
 
+def _resume_state(out: Path, identity: dict) -> dict | None:
+    """The checkpoint of an earlier run of the same recipe in ``out``, or None if there is none.
+
+    A checkpoint of another recipe (training config, model or scenes differ) is refused with
+    the differing keys named, so a resume never silently mixes two runs.
+    """
+    path = out / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    state = load_state(path)
+    saved = json.loads(state["identity"])
+    if saved != identity:
+        diff = sorted(
+            f"{part}.{k}"
+            for part in identity
+            for k in set(identity[part]) | set(saved.get(part, {}))
+            if identity[part].get(k) != saved.get(part, {}).get(k)
+        )
+        raise ValueError(
+            f"{path} belongs to another run (differs in {', '.join(diff) or 'layout'}); "
+            "use another output folder or resume with the same settings"
+        )
+    return state
+
+
+def _identity(model: Sam, cfg: SamTrainConfig, scene_config: ShapesConfig) -> dict:
+    """What must not change between a run and its resumption."""
+    train = {k: v for k, v in cfg.to_dict().items() if k not in SamTrainConfig.RESUME_FREE}
+    scenes = json.loads(json.dumps(dataclasses.asdict(scene_config)))
+    return {"train": train, "model": json.loads(model.config.to_json()), "scenes": scenes}
+
+
 def train_sam(
-    model: Sam, cfg: SamTrainConfig, scene_config: ShapesConfig | None = None, progress: bool = True
+    model: Sam,
+    cfg: SamTrainConfig,
+    scene_config: ShapesConfig | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    budget_seconds: float | None = None,
 ) -> TrainSummary:
-    """Train ``model`` in place on shapes scenes; writes the run folder ``cfg.out``."""
+    """Train ``model`` in place on shapes scenes; writes the run folder ``cfg.out``.
+
+    ``resume``: continue from ``cfg.out``'s checkpoint when there is one (same recipe
+    required); otherwise a fresh run replaces the folder's metrics. ``budget_seconds``:
+    stop after the step that spends it (checkpoint and weights saved, ``finished`` False),
+    to be resumed later.
+    """
     from tqdm import tqdm
 
     from ..distill.report import MetricsLog
@@ -230,12 +284,13 @@ def train_sam(
         raise ValueError(f"scene size {scene_config.size} != model input {model.image_size}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    identity = _identity(model, cfg, scene_config)
+    state = _resume_state(out, identity) if resume else None
     (out / "config.json").write_text(
         json.dumps({"train": cfg.to_dict(), "model": json.loads(model.config.to_json())}, indent=1)
     )
-    log_path = out / "metrics.jsonl"
-    log_path.unlink(missing_ok=True)
-    log = MetricsLog(log_path)
+    log = MetricsLog(out / "metrics.jsonl")
+    log.truncate_after(state["step"] if state else 0)
 
     torch.manual_seed(cfg.seed)
     model.to(cfg.device)
@@ -248,16 +303,53 @@ def train_sam(
     monitor = [render_scene(monitor_lo + i, scene_config) for i in range(cfg.eval_scenes)]
     train_lo, train_hi = SPLITS["train"]
     gen = torch.Generator().manual_seed(cfg.seed)
+    first, prior_seconds, eval_seconds = 0, 0.0, 0.0
+    miou = float("nan")
     start = time.perf_counter()
-    miou = point_miou(model, monitor) if cfg.eval_scenes else float("nan")
-    log.write({"kind": "eval", "step": 0, "miou_point_gt": miou, "seconds": 0.0})
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        restore_rng(state["rng"])
+        first, miou = state["step"], state["miou"]
+        prior_seconds, eval_seconds = state["seconds"], state["eval_seconds"]
+    else:
+        miou = point_miou(model, monitor) if cfg.eval_scenes else float("nan")
+        log.write({"kind": "eval", "step": 0, "miou_point_gt": miou, "seconds": 0.0})
+        eval_seconds = time.perf_counter() - start
+
+    def elapsed() -> float:
+        return prior_seconds + time.perf_counter() - start
+
+    def checkpoint(done: int) -> None:
+        save_state(
+            out / CHECKPOINT_FILE,
+            {
+                "identity": json.dumps(identity, sort_keys=True),
+                "step": done,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": gen.get_state(),
+                "rng": capture_rng(),
+                "miou": miou,
+                "seconds": elapsed(),
+                "eval_seconds": eval_seconds,
+            },
+        )
+
     model.train()
     bar = tqdm(
-        total=cfg.steps, desc=f"train {model.config.name}", unit="step", disable=not progress
+        total=cfg.steps,
+        initial=first,
+        desc=f"train {model.config.name}",
+        unit="step",
+        disable=not progress,
     )
     window = time.perf_counter()
-    eval_seconds = time.perf_counter() - start
-    for step in range(cfg.steps):
+    done = first
+    for step in range(first, cfg.steps):
         rng = np.random.default_rng([cfg.seed, step])
         if cfg.train_scenes > 0:
             seeds = rng.choice(cfg.train_scenes, cfg.batch_size, replace=False) + train_lo
@@ -282,26 +374,36 @@ def train_sam(
             rate = cfg.log_every * cfg.batch_size / max(now - window, 1e-9)
             window = now
             rec = {"kind": "train", "step": done, "loss": float(loss.detach()), "lr": lr, **parts}
-            rec.update(scenes_per_s=rate, seconds=now - start)
+            rec.update(scenes_per_s=rate, seconds=elapsed())
             log.write(rec)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", iou=f"{parts.get('iou', 0):.2f}")
         if cfg.eval_scenes and (done % cfg.eval_every == 0 or done == cfg.steps):
             t_eval = time.perf_counter()
             miou = point_miou(model, monitor)
-            elapsed = time.perf_counter() - start
-            log.write({"kind": "eval", "step": done, "miou_point_gt": miou, "seconds": elapsed})
+            log.write({"kind": "eval", "step": done, "miou_point_gt": miou, "seconds": elapsed()})
             bar.write(f"step {done}: held-out 1-point mIoU vs GT {miou:.3f}")
             model.eval()
             save_checkpoint(model, out / MODEL_FILE, model.config)
             model.train()
             eval_seconds += time.perf_counter() - t_eval
             window += time.perf_counter() - t_eval  # keep evaluation out of the scenes/s rate
+        out_of_budget = budget_seconds is not None and time.perf_counter() - start >= budget_seconds
+        if (
+            done == cfg.steps
+            or out_of_budget
+            or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+        ):
+            checkpoint(done)
+        if out_of_budget and done < cfg.steps:
+            break
     bar.close()
     model.eval()
-    seconds = time.perf_counter() - start
+    seconds = elapsed()
     save_checkpoint(model, out / MODEL_FILE, model.config)
     train_seconds = seconds - eval_seconds
-    done = {"steps": cfg.steps, "seconds": seconds, "train_seconds": train_seconds}
-    (out / "done.json").write_text(json.dumps(done))
+    finished = done == cfg.steps
+    if finished:
+        info = {"steps": cfg.steps, "seconds": seconds, "train_seconds": train_seconds}
+        (out / "done.json").write_text(json.dumps(info))
     plot_training_curves(out)
-    return TrainSummary(out, cfg.steps, seconds, train_seconds, miou)
+    return TrainSummary(out, done, seconds, train_seconds, miou, finished)

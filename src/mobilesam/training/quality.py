@@ -1,0 +1,110 @@
+"""How good a shapes-world model is against exact ground truth, the way users prompt it.
+
+Three numbers on held-out scenes, each through the public inference API
+(:class:`~mobilesam.SamPredictor`, :class:`~mobilesam.SamAutomaticMaskGenerator`):
+
+* **point**: mIoU of the mask chosen by predicted IoU (three outputs) for one click at the
+  object's centre (:func:`~mobilesam.evaluation.center_point`);
+* **box**: mIoU of the single mask for the object's tight box;
+* **everything recall**: the share of ground-truth objects that segment-everything, with the
+  generator's default filters unless told otherwise, finds with IoU >= ``recall_iou``.
+
+Which scenes: the caller says (``split_seeds("heldout", n, start)``). The trainer monitors
+another slice of the held-out range (:data:`~mobilesam.training.trainer.MONITOR_OFFSET`), so
+numbers reported with ``start=0`` come from scenes that never steered a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..data.shapes import Scene
+
+
+@dataclass
+class Quality:
+    """Per-metric means over all ground-truth objects of the evaluated scenes."""
+
+    scenes: int
+    objects: int
+    point_miou: float
+    box_miou: float
+    everything_recall: float | None
+    masks_per_scene: float | None
+    per_object: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("per_object")
+        return d
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def found_objects(gt: np.ndarray, found: list[np.ndarray], min_iou: float) -> np.ndarray:
+    """Per ground-truth mask (NxHxW), whether some found mask overlaps it with IoU >= min_iou."""
+    hit = np.zeros(len(gt), dtype=bool)
+    if not found:
+        return hit
+    flat_found = np.stack([f.reshape(-1) for f in found]).astype(np.float32)
+    flat_gt = gt.reshape(len(gt), -1).astype(np.float32)
+    inter = flat_gt @ flat_found.T
+    union = flat_gt.sum(1)[:, None] + flat_found.sum(1)[None, :] - inter
+    ious = inter / np.maximum(union, 1.0)
+    return ious.max(axis=1) >= min_iou
+
+
+def evaluate_quality(
+    model: Any,
+    scenes: Iterable[Scene],
+    everything: bool = True,
+    recall_iou: float = 0.5,
+    generator_options: dict[str, Any] | None = None,
+) -> Quality:
+    """Point, box and segment-everything quality of ``model`` on ``scenes`` (see module doc).
+
+    ``generator_options`` are passed to :class:`~mobilesam.SamAutomaticMaskGenerator`
+    (default: its defaults, as a user would run it).
+    """
+    from .. import SamAutomaticMaskGenerator, SamPredictor
+    from ..evaluation.prompts import center_point, mask_box
+
+    predictor = SamPredictor(model)
+    generator = (
+        SamAutomaticMaskGenerator(model, **(generator_options or {})) if everything else None
+    )
+    point, box, recall, masks = [], [], [], []
+    count = 0
+    for scene in scenes:
+        count += 1
+        if len(scene) == 0:
+            continue
+        predictor.set_image(scene.image)
+        for gt in scene.masks:
+            out, scores, _ = predictor.predict(
+                point_coords=center_point(gt)[None], point_labels=np.array([1])
+            )
+            point.append(_iou(out[int(np.argmax(scores))], gt))
+            out, _, _ = predictor.predict(box=mask_box(gt), multimask_output=False)
+            box.append(_iou(out[0], gt))
+        if generator is not None:
+            anns = generator.generate(scene.image)
+            found = [a["segmentation"] for a in anns]
+            recall.extend(found_objects(scene.masks, found, recall_iou).tolist())
+            masks.append(len(found))
+    return Quality(
+        scenes=count,
+        objects=len(point),
+        point_miou=float(np.mean(point)) if point else float("nan"),
+        box_miou=float(np.mean(box)) if box else float("nan"),
+        everything_recall=float(np.mean(recall)) if generator is not None and recall else None,
+        masks_per_scene=float(np.mean(masks)) if generator is not None and masks else None,
+        per_object={"point": point, "box": box, "everything": [float(r) for r in recall]},
+    )

@@ -1,0 +1,52 @@
+"""evaluate_quality agrees with the trainer's own measurement, and counts recall right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mobilesam.training.quality import evaluate_quality, found_objects
+
+
+def test_found_objects_counts_ground_truth_hit_at_the_threshold():
+    gt = np.zeros((3, 10, 10), bool)
+    gt[0, :5, :5] = True  # 25 px
+    gt[1, 5:, 5:] = True  # 25 px
+    gt[2, 0, 9] = True  # 1 px, never found
+    half = np.zeros((10, 10), bool)
+    half[:5, :5] = True
+    half[5:, :4] = True  # IoU with gt[0]: 25 / 45 = 0.56
+    shifted = np.zeros((10, 10), bool)
+    shifted[6:, 6:] = True  # IoU with gt[1]: 16 / 25 = 0.64
+    assert found_objects(gt, [half, shifted], 0.5).tolist() == [True, True, False]
+    assert found_objects(gt, [half, shifted], 0.6).tolist() == [False, True, False]
+    assert found_objects(gt, [], 0.5).tolist() == [False, False, False]
+
+
+def test_point_quality_matches_the_trainers_monitor():
+    """Two implementations of one-click mIoU (predictor API vs batched torch) must agree."""
+    from mobilesam.data import render_scene
+    from mobilesam.data.shapes import split_seeds
+    from mobilesam.training.assets import load_shipped
+    from mobilesam.training.trainer import point_miou
+
+    model = load_shipped("shapes_teacher")
+    scenes = [render_scene(s) for s in split_seeds("heldout", 4, start=300_000)]
+    with torch.inference_mode():
+        monitor = point_miou(model, scenes)
+        q = evaluate_quality(
+            model,
+            scenes,
+            generator_options={
+                "points_per_side": 8,
+                "pred_iou_thresh": 0.0,
+                "stability_score_thresh": 0.0,
+            },
+        )
+    assert q.scenes == 4 and q.objects == sum(len(s) for s in scenes)
+    assert q.point_miou == pytest.approx(monitor, abs=2e-3)
+    assert 0.0 <= q.box_miou <= 1.0
+    assert q.everything_recall is not None and 0.0 <= q.everything_recall <= 1.0
+    assert q.masks_per_scene is not None and q.masks_per_scene > 0
+    assert len(q.per_object["everything"]) == q.objects
