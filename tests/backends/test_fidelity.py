@@ -81,3 +81,29 @@ def test_no_images_is_an_error(small_model):
     pair = (TorchEncoder(small_model), TorchDecoder(small_model))
     with pytest.raises(ValueError, match="at least one image"):
         measure_fidelity(pair, pair, [])
+
+
+def _outputs(embedding: np.ndarray, low: np.ndarray) -> list[dict[str, Any]]:
+    masks = low > 0
+    scores = np.ones(low.shape[:2], np.float32)
+    part = (masks, scores, low)
+    return [{"embedding": embedding, "grid": part, "boxes": part, "refine": part}]
+
+
+@pytest.mark.parametrize("scale, within", [(1.0, False), (3.7, True)])
+def test_the_parity_tolerance_grows_with_the_outputs(scale, within):
+    from mobilesam.backends.fidelity import PARITY_EMBEDDING, compare, parity_tolerance
+
+    rng = np.random.default_rng(0)
+    emb = rng.uniform(-1, 1, (1, 8, 4, 4)).astype(np.float32)
+    emb[0, 0, 0, 0] = 1.0
+    emb *= scale  # largest |value| = scale
+    low = rng.uniform(-5, 5, (2, 3, 8, 8)).astype(np.float32)
+    off = emb.copy()
+    off[0, 1, 2, 3] += 3e-5  # a float32 rounding-sized difference, over the unscaled 1.3e-5
+    f = compare(_outputs(off, low), _outputs(emb, low))
+    assert f.embedding_max_abs == pytest.approx(3e-5, rel=0.1)
+    assert f.faithful
+    assert f.within_parity is within
+    assert f.embedding_tolerance == pytest.approx(parity_tolerance(PARITY_EMBEDDING, 1.22, scale))
+    assert f.embedding_tolerance >= PARITY_EMBEDDING  # never tighter than the fixtures' rule

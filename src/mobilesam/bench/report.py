@@ -92,11 +92,14 @@ def _faithfulness_table(model: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     if rows:
         f0 = next(iter(rows.values()))["faithfulness"]
+        emb_tol = f0.get("embedding_tolerance", 1.3e-5)
+        low_tol = f0.get("low_res_tolerance", 1.4e-4)
         lines += [
             "",
             f"Fidelity against torch-exact ({f0['masks']} masks: point grid, boxes, "
             "refinement; faithful = IoU mean >= 0.98 and min >= 0.90; parity = embedding "
-            "<= 1.3e-5 and low-res logits <= 1.4e-4):",
+            f"<= {emb_tol:.2g} and low-res logits <= {low_tol:.2g}, the parity tolerances "
+            "scaled to this model's outputs):",
             "",
             "| backend | precision | mask IoU mean | mask IoU min | low-res logit max abs diff | "
             "embedding max abs diff | faithful | within fp32 parity |",
