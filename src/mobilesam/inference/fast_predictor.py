@@ -27,6 +27,7 @@ from .fast_decoder import FastPointDecoder
 from .optimize import OptimizeConfig, optimize_model
 from .predictor import SamPredictor
 from .torch_backend import TorchDecoder, TorchPrediction
+from .upscale import mask_map, upscale_torch
 from .validation import as_rgb_uint8
 
 
@@ -66,7 +67,9 @@ class FastTorchDecoder(TorchDecoder):
             tokens, keys = self.fast.transformer(sparse, ids)  # final attention: needed rows only
             low_res = self.fast.masks(tokens, keys, ids)
             iou = self.fast.iou(tokens, r.multimask_output)
-            masks = self.model.postprocess_masks(low_res, r.input_size, r.original_size)
+            size = self.model.image_size
+            shape = mask_map(low_res.shape[-2:], size, r.input_size, r.original_size)
+            masks = upscale_torch(low_res, shape)  # one pass, no 1024x1024 intermediate
         if not r.return_logits:
             masks = masks > self.mask_threshold
         return masks, iou, low_res
