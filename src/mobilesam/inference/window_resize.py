@@ -23,33 +23,20 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["AxisResize", "MaskResizer", "bilinear_matrix", "window_rle"]
+from .upscale import axis_map
+
+__all__ = ["AxisResize", "MaskResizer", "window_rle"]
 
 # Low-res logits within this margin of a level count as reaching it, so float rounding
 # of the interpolation weights can never move a pixel across a bound.
 _MARGIN = 1e-3
 
 
-def bilinear_matrix(in_len: int, out_len: int) -> np.ndarray:
-    """out_len x in_len float64 matrix of torch's bilinear resize (align_corners=False)."""
-    scale = np.float32(in_len) / np.float32(out_len)
-    dst = np.arange(out_len, dtype=np.float32)
-    src = np.maximum(scale * (dst + np.float32(0.5)) - np.float32(0.5), np.float32(0))
-    i0 = np.minimum(np.floor(src).astype(np.int64), in_len - 1)
-    i1 = i0 + (i0 < in_len - 1)
-    l1 = np.clip(src - i0, 0, 1).astype(np.float64)
-    m = np.zeros((out_len, in_len), dtype=np.float64)
-    rows = np.arange(out_len)
-    np.add.at(m, (rows, i0), 1.0 - l1)
-    np.add.at(m, (rows, i1), l1)
-    return m
-
-
 class AxisResize:
     """One axis of the post-processing resize, as banded blocks of a matrix."""
 
     def __init__(self, low_len: int, padded_len: int, input_len: int, out_len: int) -> None:
-        m = bilinear_matrix(input_len, out_len) @ bilinear_matrix(low_len, padded_len)[:input_len]
+        m = axis_map(low_len, padded_len, input_len, out_len)  # out_len x low_len
         nz = m != 0
         self.lo = nz.argmax(axis=1)  # first / last low-res tap of each output pixel
         self.hi = low_len - 1 - nz[:, ::-1].argmax(axis=1)
