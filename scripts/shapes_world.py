@@ -42,6 +42,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--teacher-steps", type=int, default=1200)
+    p.add_argument(
+        "--teacher-from",
+        type=Path,
+        default=None,
+        help="use this trained teacher (model.safetensors, e.g. from scripts/train_teacher.py) "
+        "instead of training one in the teacher stage",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="students' seed (initial weights, data order)"
+    )
     p.add_argument("--student-steps", type=int, default=400)
     p.add_argument("--student-scenes", type=int, default=1000, help="training scenes of students")
     p.add_argument("--student-lr", type=float, default=1e-3)
@@ -77,7 +87,7 @@ def coupled_recipe(args, out: Path, trainable: str):
         out=str(out), steps=args.student_steps, batch_size=8, prompts_per_image=2,
         correction_rounds=1, lr=args.student_lr, warmup=40, trainable=trainable,
         train_scenes=args.student_scenes, eval_every=args.monitor_every, eval_scenes=32,
-        log_every=10, threads=args.threads,
+        log_every=10, threads=args.threads, seed=args.seed,
     )  # fmt: skip
 
 
@@ -89,19 +99,19 @@ def distill_recipe(args, out: Path, cache: Path):
         lr=args.student_lr, min_lr=1e-5, warmup=40, holdout=min(32, args.student_scenes // 5),
         eval_every=0,
         log_every=10, checkpoint_every=args.monitor_every, num_workers=0, device="cpu",
-        resume=True, seed=0,
+        resume=True, seed=args.seed,
     )  # fmt: skip
 
 
-def fresh_student(teacher_ckpt: Path | None = None):
-    """The student every run starts from: same seed, optionally the teacher's decoder."""
+def fresh_student(teacher_ckpt: Path | None = None, seed: int = 0):
+    """The student every run of a seed starts from, optionally with the teacher's decoder."""
     import torch
 
     from mobilesam.build import build_sam
     from mobilesam.checkpoint import load_state_dict_strict, read_state_dict
     from mobilesam.training.models import SHAPES_STUDENT
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_sam(SHAPES_STUDENT)
     if teacher_ckpt is not None:
         sd = read_state_dict(teacher_ckpt)
@@ -134,6 +144,13 @@ def stage_teacher(args, work: Path) -> None:
     out = work / "teacher"
     if (out / "done.json").is_file():
         return
+    if args.teacher_from is not None:  # a teacher trained elsewhere (in sittings)
+        if not args.teacher_from.is_file():
+            raise SystemExit(f"--teacher-from: no such file {args.teacher_from}")
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.teacher_from, out / "model.safetensors")
+        (out / "done.json").write_text(json.dumps({"copied_from": str(args.teacher_from)}))
+        return
     import torch
 
     torch.manual_seed(0)
@@ -159,15 +176,14 @@ def stage_decoupled(args, work: Path) -> None:
     report = build_cache(cache, folder_source(work / "scenes" / "train"), teacher, batch_size=8)
     cache_seconds = time.perf_counter() - t0
     print(report.summary())
-    distiller = Distiller(
-        distill_recipe(args, out / "run", cache), student=fresh_student(), progress=True
-    )
+    student = fresh_student(seed=args.seed)
+    distiller = Distiller(distill_recipe(args, out / "run", cache), student=student, progress=True)
     # The assembled model (student encoder + teacher decoder) is scored along the way on the
     # same held-out monitor scenes as the coupled runs, so the curves compare directly.
     from mobilesam.data import SPLITS, render_scene
 
     monitor = [render_scene(SPLITS["heldout"][0] + MONITOR_OFFSET + i) for i in range(32)]
-    probe = fresh_student(teacher_ckpt)
+    probe = fresh_student(teacher_ckpt, args.seed)
     out.mkdir(parents=True, exist_ok=True)
     curve = MetricsLog(out / "miou.jsonl")
     (out / "miou.jsonl").unlink(missing_ok=True)
@@ -197,9 +213,9 @@ def stage_coupled(args, work: Path, variant: str) -> None:
         return
     teacher_ckpt = work / "teacher" / "model.safetensors"
     if variant == "a":
-        model, trainable = fresh_student(), "all"
+        model, trainable = fresh_student(seed=args.seed), "all"
     else:
-        model, trainable = fresh_student(teacher_ckpt), "image_encoder"
+        model, trainable = fresh_student(teacher_ckpt, args.seed), "image_encoder"
     train_sam(model, coupled_recipe(args, out, trainable))
 
 

@@ -1,0 +1,40 @@
+"""scripts/train_teacher.py: a sitting stops on its budget, the next resumes, --evaluate scores."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_teacher.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_teacher", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sittings_resume_and_evaluation_is_recorded(tmp_path, capsys):
+    tt = _script()
+    out = tmp_path / "teacher"
+    common = ["--out", str(out), "--steps", "3", "--batch", "1", "--prompts", "1", "--warmup", "1"]
+    assert tt.main([*common, "--minutes", "0"]) == 0  # a zero budget: one step, then stop
+    assert "stopped" in capsys.readouterr().out
+    assert not (out / "done.json").exists()
+    assert tt.main(common) == 0
+    assert "finished at step 3/3" in capsys.readouterr().out
+    assert (out / "done.json").is_file()
+
+    assert tt.main(["--out", str(out), "--evaluate", "--scenes", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "point_miou" in printed and "target 0.80" in printed
+    rec = json.loads((out / "quality.jsonl").read_text().splitlines()[-1])
+    assert rec["step"] == 3 and rec["scenes"] == 1 and rec["objects"] >= 1
+    assert 0.0 <= rec["point_miou"] <= 1.0 and rec["everything_recall"] is not None
+
+
+def test_evaluate_without_weights_is_a_clear_error(tmp_path, capsys):
+    assert _script().main(["--out", str(tmp_path / "none"), "--evaluate"]) == 2
+    assert "no weights" in capsys.readouterr().err
