@@ -98,6 +98,13 @@ def test_a_run_stopped_and_resumed_ends_with_the_same_weights(tmp_path):
         if json.loads(line)["kind"] == "train"
     ]
     assert steps == [1, 2, 3, 4, 5]  # no step logged twice across the sittings
+    cpu = [
+        json.loads(line)["cpu_seconds"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "train"
+    ]
+    assert all(b > a for a, b in zip(cpu, cpu[1:])), cpu  # carried over, never reset
+    assert last.cpu_seconds >= cpu[-1] > 0
 
 
 def test_resuming_with_another_recipe_is_refused(tmp_path):
