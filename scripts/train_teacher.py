@@ -8,8 +8,9 @@ looked at (held-out seeds from 0; the trainer monitors seeds 1,500,000 + i):
     .venv/bin/python scripts/train_teacher.py --out runs/teacher_v2 --minutes 120 --threads 1
     .venv/bin/python scripts/train_teacher.py --out runs/teacher_v2 --evaluate --scenes 100
 
-The evaluation appends a JSON line to ``<out>/quality.jsonl`` (step, CPU minutes so far, point
-and box mIoU against ground truth, segment-everything recall at IoU 0.5 with default filters).
+The evaluation appends a JSON line to ``<out>/quality.jsonl`` (step, minutes so far, point
+and box mIoU against ground truth, segment-everything recall at IoU 0.5 with default filters);
+``--evaluate --shipped`` scores the teacher shipped in the package the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--evaluate", action="store_true", help="score the current weights, no training")
+    p.add_argument(
+        "--shipped",
+        action="store_true",
+        help="with --evaluate: score the teacher shipped in the package instead (for comparison)",
+    )
     p.add_argument("--scenes", type=int, default=100, help="held-out scenes to evaluate on")
     p.add_argument("--start", type=int, default=0, help="first held-out seed (offset)")
     return p.parse_args(argv)
@@ -81,17 +87,29 @@ def evaluate(args: argparse.Namespace) -> int:
     from mobilesam.training.trainer import CHECKPOINT_FILE, MODEL_FILE
 
     weights = args.out / MODEL_FILE
-    if not weights.is_file():
+    if not args.shipped and not weights.is_file():
         print(f"no weights at {weights}; train first", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    state = load_state(args.out / CHECKPOINT_FILE) if (args.out / CHECKPOINT_FILE).is_file() else {}
-    model = build_model(checkpoint=weights).eval()
+    state = {}
+    if args.shipped:
+        from mobilesam.training.assets import load_shipped
+
+        model = load_shipped("shapes_teacher").eval()
+    else:
+        ckpt = args.out / CHECKPOINT_FILE
+        state = load_state(ckpt) if ckpt.is_file() else {}
+        model = build_model(checkpoint=weights).eval()
+        if state:  # the latest checkpoint's weights, so weights and step agree mid-run
+            model.load_state_dict(state["model"])
+    args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     q = evaluate_quality(model, iter_scenes("heldout", args.scenes, start=args.start))
     rec = {
+        "model": "shipped shapes_teacher" if args.shipped else str(weights),
         "step": state.get("step"),
         "train_minutes": state.get("seconds", 0.0) / 60,
+        "train_cpu_minutes": state.get("cpu_seconds", 0.0) / 60,
         "heldout_start": args.start,
         **q.to_dict(),
         "eval_seconds": time.perf_counter() - t0,

@@ -35,6 +35,14 @@ def test_sittings_resume_and_evaluation_is_recorded(tmp_path, capsys):
     assert 0.0 <= rec["point_miou"] <= 1.0 and rec["everything_recall"] is not None
 
 
+def test_the_shipped_teacher_is_scored_the_same_way(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert _script().main(["--out", str(out), "--evaluate", "--shipped", "--scenes", "1"]) == 0
+    rec = json.loads((out / "quality.jsonl").read_text())
+    assert rec["model"] == "shipped shapes_teacher" and rec["step"] is None
+    assert 0.0 <= rec["box_miou"] <= 1.0
+
+
 def test_evaluate_without_weights_is_a_clear_error(tmp_path, capsys):
     assert _script().main(["--out", str(tmp_path / "none"), "--evaluate"]) == 2
     assert "no weights" in capsys.readouterr().err
