@@ -50,3 +50,8 @@ def test_point_quality_matches_the_trainers_monitor():
     assert q.everything_recall is not None and 0.0 <= q.everything_recall <= 1.0
     assert q.masks_per_scene is not None and q.masks_per_scene > 0
     assert len(q.per_object["everything"]) == q.objects
+    by_kind = q.by_kind("point")
+    counts = {k: sum(s.kinds.count(k) for s in scenes) for k in by_kind}
+    weighted = sum(by_kind[k] * counts[k] for k in by_kind) / q.objects
+    assert weighted == pytest.approx(q.point_miou)  # per-kind means split the same objects
+    assert set(q.to_dict()["box_miou_by_kind"]) == set(by_kind)

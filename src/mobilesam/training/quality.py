@@ -36,10 +36,20 @@ class Quality:
     everything_recall: float | None
     masks_per_scene: float | None
     per_object: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    kinds: list[str] = field(default_factory=list, repr=False)  # shape of each object
+
+    def by_kind(self, metric: str = "point") -> dict[str, float]:
+        """Mean of a per-object metric for each shape kind (where the model fails)."""
+        values = np.asarray(self.per_object.get(metric, []), dtype=float)
+        kinds = np.asarray(self.kinds[: len(values)])
+        return {k: float(values[kinds == k].mean()) for k in sorted(set(kinds.tolist()))}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("per_object")
+        d.pop("kinds")
+        d["point_miou_by_kind"] = self.by_kind("point")
+        d["box_miou_by_kind"] = self.by_kind("box")
         return d
 
 
@@ -80,13 +90,14 @@ def evaluate_quality(
     generator = (
         SamAutomaticMaskGenerator(model, **(generator_options or {})) if everything else None
     )
-    point, box, recall, masks = [], [], [], []
+    point, box, recall, masks, kinds = [], [], [], [], []
     count = 0
     for scene in scenes:
         count += 1
         if len(scene) == 0:
             continue
         predictor.set_image(scene.image)
+        kinds.extend(scene.kinds)
         for gt in scene.masks:
             out, scores, _ = predictor.predict(
                 point_coords=center_point(gt)[None], point_labels=np.array([1])
@@ -107,4 +118,5 @@ def evaluate_quality(
         everything_recall=float(np.mean(recall)) if generator is not None and recall else None,
         masks_per_scene=float(np.mean(masks)) if generator is not None and masks else None,
         per_object={"point": point, "box": box, "everything": [float(r) for r in recall]},
+        kinds=kinds,
     )

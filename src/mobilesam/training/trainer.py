@@ -1,9 +1,10 @@
 """Training a SAM on shapes scenes with SAM's interactive recipe (see :class:`SamTrainConfig`).
 
 The loop around :func:`.step.step_loss`. Used for the teacher (everything trained from
-scratch) and for the coupled student baselines (a student encoder trained end to end through the mask losses, with the
-decoder trained jointly or frozen). Decoupled distillation lives in
-:mod:`mobilesam.distill`; this module is only the end-to-end mask-loss trainer.
+scratch) and for the coupled student baselines (a student encoder trained end to end
+through the mask losses, with the decoder trained jointly or frozen). Decoupled
+distillation lives in :mod:`mobilesam.distill`; this module is only the end-to-end
+mask-loss trainer.
 
 A run folder holds ``config.json``, ``metrics.jsonl`` (``kind`` ``train``: loss parts,
 lr, scenes/s; ``eval``: held-out single-point mIoU against ground truth),
