@@ -81,6 +81,7 @@ def evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from mobilesam.build import build_model
+    from mobilesam.checkpoint import read_config
     from mobilesam.data.shapes import iter_scenes
     from mobilesam.distill.run_state import load_state
     from mobilesam.training.quality import evaluate_quality
@@ -99,9 +100,12 @@ def evaluate(args: argparse.Namespace) -> int:
     else:
         ckpt = args.out / CHECKPOINT_FILE
         state = load_state(ckpt) if ckpt.is_file() else {}
-        model = build_model(checkpoint=weights).eval()
         if state:  # the latest checkpoint's weights, so weights and step agree mid-run
+            model = build_model(read_config(weights))
             model.load_state_dict(state["model"])
+        else:
+            model = build_model(checkpoint=weights)
+        model.eval()
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     q = evaluate_quality(model, iter_scenes("heldout", args.scenes, start=args.start))

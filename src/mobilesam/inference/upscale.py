@@ -69,7 +69,6 @@ def axis_map(low_len: int, padded_len: int, valid_len: int, out_len: int) -> np.
     return composed
 
 
-@functools.lru_cache(maxsize=64)
 def row_taps(low_len: int, padded_len: int, valid_len: int, out_len: int) -> Taps:
     """The rows' map as taps: out_len x K source indices and float32 weights (K <= 4)."""
     composed = axis_map(low_len, padded_len, valid_len, out_len)
@@ -82,7 +81,6 @@ def row_taps(low_len: int, padded_len: int, valid_len: int, out_len: int) -> Tap
     return index, weight
 
 
-@functools.lru_cache(maxsize=64)
 def column_matrix(low_len: int, padded_len: int, valid_len: int, out_len: int) -> np.ndarray:
     """The columns' map as a dense low_len x out_len float32 matrix (right-multiplied)."""
     m = np.ascontiguousarray(axis_map(low_len, padded_len, valid_len, out_len).T, np.float32)

@@ -17,12 +17,13 @@ numbers reported with ``start=0`` come from scenes that never steered a run.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from ..data.shapes import Scene
+from ..inference.masks import mask_iou
 
 
 @dataclass
@@ -45,17 +46,11 @@ class Quality:
         return {k: float(values[kinds == k].mean()) for k in sorted(set(kinds.tolist()))}
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("per_object")
-        d.pop("kinds")
+        """The summary numbers (per-object lists left out), with the per-kind means."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
         d["point_miou_by_kind"] = self.by_kind("point")
         d["box_miou_by_kind"] = self.by_kind("box")
         return d
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def found_objects(gt: np.ndarray, found: list[np.ndarray], min_iou: float) -> np.ndarray:
@@ -102,9 +97,9 @@ def evaluate_quality(
             out, scores, _ = predictor.predict(
                 point_coords=center_point(gt)[None], point_labels=np.array([1])
             )
-            point.append(_iou(out[int(np.argmax(scores))], gt))
+            point.append(float(mask_iou(out[int(np.argmax(scores))], gt)))
             out, _, _ = predictor.predict(box=mask_box(gt), multimask_output=False)
-            box.append(_iou(out[0], gt))
+            box.append(float(mask_iou(out[0], gt)))
         if generator is not None:
             anns = generator.generate(scene.image)
             found = [a["segmentation"] for a in anns]

@@ -253,12 +253,13 @@ def train_sam(
     # and numpy release the GIL): rendering is ~20% of a step on one core otherwise.
     pool = ThreadPoolExecutor(1, thread_name_prefix="render-scenes")
     if first < cfg.steps:
-        pending = pool.submit(_render, _step_seeds(cfg, first)[1], scene_config)
+        next_rng, seeds = _step_seeds(cfg, first)
+        pending = pool.submit(_render, seeds, scene_config)
     for step in range(first, cfg.steps):
-        rng = _step_seeds(cfg, step)[0]
-        scenes = pending.result()
+        rng, scenes = next_rng, pending.result()
         if step + 1 < cfg.steps:
-            pending = pool.submit(_render, _step_seeds(cfg, step + 1)[1], scene_config)
+            next_rng, seeds = _step_seeds(cfg, step + 1)
+            pending = pool.submit(_render, seeds, scene_config)
         loss, parts = step_loss(model, scenes, cfg, rng, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -280,8 +281,10 @@ def train_sam(
         if cfg.eval_scenes and (done % cfg.eval_every == 0 or done == cfg.steps):
             t_eval, c_eval = time.perf_counter(), time.process_time()
             miou = point_miou(model, monitor)
-            rec = {"kind": "eval", "step": done, "miou_point_gt": miou, "seconds": elapsed()}
-            log.write({**rec, "cpu_seconds": cpu_seconds()})
+            log.write(
+                {"kind": "eval", "step": done, "miou_point_gt": miou, "seconds": elapsed(),
+                 "cpu_seconds": cpu_seconds()}
+            )  # fmt: skip
             bar.write(f"step {done}: held-out 1-point mIoU vs GT {miou:.3f}")
             model.eval()
             save_checkpoint(model, out / MODEL_FILE, model.config)
