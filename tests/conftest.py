@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,42 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PARITY = SHARED / "parity"
+
+# The suite runs in parallel processes (pytest-xdist, ``-n auto`` in pyproject.toml): much of
+# it is single-threaded Python around small models, so two processes on two cores finish far
+# sooner than one. Each process gets an equal share of the cores for torch and OpenMP
+# (inherited by the subprocesses tests start), so they do not oversubscribe the machine.
+MAX_WORKERS = 4  # each process holds its own models and exported graphs (~1.5 GB)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    return max(1, min(MAX_WORKERS, _cores()))
+
+
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _cores() // _workers))
+
+
+def _run_root(tmp_path_factory) -> Path:
+    """A folder shared by every process of this test run (the workers' temp folders' parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def _run_lock(root: Path, name: str) -> Iterator[None]:
+    """Exclusive across this run's processes: expensive shared results are made once."""
+    with open(root / f"{name}.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _weights_module():
@@ -27,13 +67,17 @@ def _weights_module():
 @pytest.fixture(scope="session", autouse=True)
 def _private_weights_cache(tmp_path_factory):
     """Tests never read or write the user's weights cache (``$MOBILESAM_HOME``): backend
-    choices and converted artifacts of the test models go to a folder of this session."""
+    choices and converted artifacts of the test models go to a folder of this test run."""
     old = os.environ.get("MOBILESAM_HOME")
     old_web = os.environ.get("MOBILESAM_WEB_RUNTIME")
     if old_web is None:  # what .ci/run installed for the browser test stays findable
         home = Path(old) if old else Path.home() / ".cache" / "mobilesam"
         os.environ["MOBILESAM_WEB_RUNTIME"] = str(home / "web-runtime")
-    os.environ["MOBILESAM_HOME"] = str(tmp_path_factory.mktemp("mobilesam_home"))
+    # One cache for all of this run's processes: a test model's backend choice is measured and
+    # its artifacts converted once (the cache's own locks make concurrent first loads safe).
+    home = _run_root(tmp_path_factory) / "mobilesam_home"
+    home.mkdir(exist_ok=True)
+    os.environ["MOBILESAM_HOME"] = str(home)
     yield
     for name, value in (("MOBILESAM_HOME", old), ("MOBILESAM_WEB_RUNTIME", old_web)):
         if value is None:
@@ -105,6 +149,11 @@ def small_onnx_dir(small_model, tmp_path_factory):
     """``small_model`` exported to ONNX (fp32 + int8, validated); shared by export/runtime tests."""
     from mobilesam.export.onnx import export_onnx
 
-    out = tmp_path_factory.mktemp("onnx_small")
-    export_onnx(small_model, out, quantize="int8", single_mask_decoder=True)
+    root = _run_root(tmp_path_factory)
+    out = root / "onnx_small"
+    with _run_lock(root, "onnx_small"):  # one export for all of this run's processes
+        if not (out / "complete").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            export_onnx(small_model, out, quantize="int8", single_mask_decoder=True)
+            (out / "complete").touch()
     return out

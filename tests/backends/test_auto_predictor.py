@@ -87,3 +87,35 @@ def test_forced_and_unknown_backends(chosen):
         Predictor.load("vit_t", random_weights=True, root=root, overrides=SMALL, backend="nope")
     with pytest.raises(ModelLoadError, match="unknown model"):
         Predictor.load("vit_q", random_weights=True, root=root)
+
+
+def test_loads_starting_at_once_measure_once(tmp_path, monkeypatch):
+    """Two first loads at the same time (threads here; processes alike: the lock is a file
+    lock): one measures, the other waits for its choice instead of measuring again."""
+    import threading
+
+    from mobilesam.backends import select
+
+    calls = []
+    real = select.choose
+
+    def counting_choose(*args, **kwargs):
+        calls.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(select, "choose", counting_choose)
+    loaded = []
+
+    def load() -> None:
+        p = Predictor.load(
+            "vit_t", random_weights=True, root=tmp_path, overrides=SMALL,
+            candidates=["torch-exact"], progress=False,
+        )  # fmt: skip
+        loaded.append(p.choice)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert len(calls) == 1 and len(loaded) == 2 and loaded[0] == loaded[1]

@@ -17,13 +17,6 @@ from mobilesam.cli import main
 FAST = ["--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
 
 
-@pytest.fixture(scope="module")
-def small_ckpt(small_model, tmp_path_factory) -> Path:
-    from mobilesam.checkpoint import save_checkpoint
-
-    return save_checkpoint(small_model, tmp_path_factory.mktemp("ckpt") / "small.safetensors")
-
-
 @pytest.fixture()
 def folder(tmp_path, dog_image) -> Path:
     d = tmp_path / "in"

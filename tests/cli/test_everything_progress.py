@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from mobilesam.cli import build_parser, main
 from mobilesam.inference.everything_pipeline import SEQUENTIAL, PipelineOptions
 
 FAST = ["--points-per-side", "2", "--backend", "torch-exact"]
-
-
-@pytest.fixture(scope="module")
-def small_ckpt(small_model, tmp_path_factory) -> Path:
-    from mobilesam.checkpoint import save_checkpoint
-
-    return save_checkpoint(small_model, tmp_path_factory.mktemp("ckpt") / "small.safetensors")
 
 
 def test_progress_shows_rate_and_eta_and_the_last_line_throughput(

@@ -71,22 +71,21 @@ def test_segment_unreadable_image(tmp_path, capsys):
     assert "bad.jpg" in err and "not an image" in err
 
 
-def test_segment_auto_backend_is_chosen_once_and_remembered(
-    tmp_path, monkeypatch, small_model, capsys
-):
-    from mobilesam import save_checkpoint
+def test_segment_auto_backend_is_chosen_once_and_remembered(tmp_path, small_ckpt, capsys):
+    # The session's weights cache (tests/conftest.py) is shared with the other commands'
+    # tests on this checkpoint: whichever runs first measures, and the choice is remembered.
+    from mobilesam.backends.artifacts import ArtifactStore, weights_digest
 
-    monkeypatch.setenv("MOBILESAM_HOME", str(tmp_path / "home"))
-    ckpt = save_checkpoint(small_model, tmp_path / "small.safetensors")
-    args = ["segment", str(EXAMPLE), "--point", "400,260", "--checkpoint", str(ckpt)]
+    args = ["segment", str(EXAMPLE), "--point", "400,260", "--checkpoint", str(small_ckpt)]
     assert main([*args, "--out", str(tmp_path / "a.png")]) == 0
     first = json.loads(capsys.readouterr().out)
-    choices = list((tmp_path / "home" / "backends").glob("vit_t-*/choice.json"))
-    assert len(choices) == 1
-    chosen = json.loads(choices[0].read_text())["backend"]
-    assert first["backend"] == chosen
+    store = ArtifactStore("vit_t", weights_digest(small_ckpt))
+    choice = store.read_choice()
+    assert choice is not None and choice["key"] == store.key
+    assert first["backend"] == choice["backend"]
     assert main([*args, "--out", str(tmp_path / "b.png")]) == 0
-    assert json.loads(capsys.readouterr().out)["backend"] == chosen
+    assert json.loads(capsys.readouterr().out)["backend"] == choice["backend"]
+    assert store.read_choice() == choice  # remembered, not measured again
     np.testing.assert_array_equal(
         np.array(Image.open(tmp_path / "a.png")), np.array(Image.open(tmp_path / "b.png"))
     )

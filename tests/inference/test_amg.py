@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,21 +12,8 @@ from mobilesam import SamAutomaticMaskGenerator
 from mobilesam.inference.amg_options import AmgOptions
 from mobilesam.inference.masks import rle_to_mask
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.mark.slow
-def test_amg_parity_cases_pass(shared_dir):
-    """The reference outputs of ../shared/parity (exact path), run by its own checker."""
-    proc = subprocess.run(
-        [sys.executable, str(shared_dir / "parity" / "check.py"), "--cases", "amg"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "FAIL" not in proc.stdout
+# The reference outputs of ../shared/parity for the exact path (the "amg" cases) are checked
+# by tests/test_parity.py, which runs the whole shared check.
 
 
 def _masks(anns):

@@ -107,10 +107,16 @@ def test_a_child_that_dies_fails_its_job_and_is_replaced(worker, image, embeddin
 
 
 def test_cancel_and_time_limit_stop_the_child_job(worker, image, embedding):
+    # Start the child first: a job's limit counts the child's start-up (spawn, import torch),
+    # which on a busy machine alone can take longer than the 3 s limit below.
+    warm = JobQueue(workers=1)
+    assert _job(warm, worker, image, embedding, OPTS).wait(120)
+    warm.shutdown()
     queue = JobQueue(workers=1, timeout_s=3)
     job = _job(queue, worker, image, embedding, LONG)
     end = time.monotonic() + 60
     while job.fraction == 0:
+        assert not job.status.finished, f"ended before any progress: {job.status} {job.error}"
         assert time.monotonic() < end
         time.sleep(0.02)
     queue.cancel(job.job_id)

@@ -143,10 +143,14 @@ class ArtifactStore:
 
     # ----------------------------------------------------------------- making
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """An exclusive lock on this folder (blocks while another process converts)."""
+    def lock(self, name: str = ".lock") -> Iterator[None]:
+        """An exclusive lock on this folder (blocks while another process converts).
+
+        ``name`` picks the lock file: the backend choice holds ``.choice.lock`` while
+        conversions inside it take ``.lock``.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "a+") as f:
+        with open(self.dir / name, "a+") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield

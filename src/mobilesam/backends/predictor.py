@@ -155,10 +155,14 @@ class Predictor(PredictorCore):
             return cls(*spec.load(ctx), backend, None, factory)
         choice = store.read_choice()
         if choice is None or choice.get("key") != store.key:
-            from .select import choose
+            # Processes starting at once measure once: the others wait, then read the choice.
+            with store.lock(".choice.lock"):
+                choice = store.read_choice()
+                if choice is None or choice.get("key") != store.key:
+                    from .select import choose
 
-            image = _calibration_image()
-            choice = choose(store, ctx, image, names=candidates, progress=progress)
+                    image = _calibration_image()
+                    choice = choose(store, ctx, image, names=candidates, progress=progress)
         return cls._load_choice(store, ctx, choice)
 
     @classmethod
