@@ -78,6 +78,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
 
     from mobilesam.build import build_model
@@ -126,6 +127,11 @@ def evaluate(args: argparse.Namespace) -> int:
         print(f"{key:18s} {value if value is None else round(value, 3)!s:>6}  "
               f"target {target:.2f}  {verdict}")  # fmt: skip
     print(f"masks per scene {rec['masks_per_scene']}, {q.objects} objects in {q.scenes} scenes")
+    print(
+        f"one-click masks the generator's filters would keep: {q.point_passes_filters:.1%} "
+        f"(median predicted IoU {np.median(q.per_object['point_pred_iou']):.3f}, "
+        f"median stability {np.median(q.per_object['point_stability']):.3f})"
+    )
     return 0
 
 

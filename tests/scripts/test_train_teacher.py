@@ -30,9 +30,11 @@ def test_sittings_resume_and_evaluation_is_recorded(tmp_path, capsys):
     assert tt.main(["--out", str(out), "--evaluate", "--scenes", "1"]) == 0
     printed = capsys.readouterr().out
     assert "point_miou" in printed and "target 0.80" in printed
+    assert "filters would keep" in printed
     rec = json.loads((out / "quality.jsonl").read_text().splitlines()[-1])
     assert rec["step"] == 3 and rec["scenes"] == 1 and rec["objects"] >= 1
     assert 0.0 <= rec["point_miou"] <= 1.0 and rec["everything_recall"] is not None
+    assert 0.0 <= rec["point_passes_filters"] <= 1.0
 
 
 def test_the_shipped_teacher_is_scored_the_same_way(tmp_path, capsys):

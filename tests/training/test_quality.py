@@ -55,3 +55,41 @@ def test_point_quality_matches_the_trainers_monitor():
     weighted = sum(by_kind[k] * counts[k] for k in by_kind) / q.objects
     assert weighted == pytest.approx(q.point_miou)  # per-kind means split the same objects
     assert set(q.to_dict()["box_miou_by_kind"]) == set(by_kind)
+
+
+def test_one_click_filters_are_those_of_the_generator():
+    """The one-click masks' predicted IoU and stability (SAM's definition, recomputed here in
+    numpy) and the share of objects the generator's filters would keep."""
+    from mobilesam import SamPredictor
+    from mobilesam.data import render_scene
+    from mobilesam.data.shapes import split_seeds
+    from mobilesam.evaluation.prompts import center_point
+    from mobilesam.training.assets import load_shipped
+
+    model = load_shipped("shapes_teacher")
+    scenes = [render_scene(s) for s in split_seeds("heldout", 2, start=300_000)]
+    with torch.inference_mode():
+        q = evaluate_quality(model, scenes, everything=False)
+        keep_all = evaluate_quality(
+            model,
+            scenes,
+            everything=False,
+            generator_options={"pred_iou_thresh": -1e9, "stability_score_thresh": 0.0},
+        )
+    predictor = SamPredictor(model)
+    pred, stab = [], []
+    for scene in scenes:
+        predictor.set_image(scene.image)
+        for gt in scene.masks:
+            logits, scores, _ = predictor.predict(
+                point_coords=center_point(gt)[None], point_labels=np.array([1]), return_logits=True
+            )
+            best = logits[int(np.argmax(scores))]
+            pred.append(float(scores.max()))
+            stab.append((best > 1.0).sum() / max((best > -1.0).sum(), 1))
+    assert q.per_object["point_pred_iou"] == pytest.approx(pred)
+    assert q.per_object["point_stability"] == pytest.approx(stab)
+    expected = np.mean((np.array(pred) >= 0.88) & (np.array(stab) >= 0.95))
+    assert q.point_passes_filters == pytest.approx(expected)
+    assert keep_all.point_passes_filters == 1.0
+    assert "point_passes_filters" in q.to_dict()

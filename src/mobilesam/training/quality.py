@@ -11,6 +11,11 @@ Three numbers on held-out scenes, each through the public inference API
   the generator's fast path (``fast=True``, as ``mobilesam everything`` does): the exact path's
   masks, several times sooner.
 
+Why segment-everything misses an object is mostly visible from the one-click mask already (a
+grid point inside an object asks what the click asks): ``point_passes_filters`` is the share of
+objects whose one-click mask passes the generator's predicted-IoU and stability filters, with
+the per-object predicted IoU and stability score kept beside it.
+
 Which scenes: the caller says (``split_seeds("heldout", n, start)``). The trainer monitors
 another slice of the held-out range (:data:`~mobilesam.training.trainer.MONITOR_OFFSET`), so
 numbers reported with ``start=0`` come from scenes that never steered a run.
@@ -38,6 +43,7 @@ class Quality:
     box_miou: float
     everything_recall: float | None
     masks_per_scene: float | None
+    point_passes_filters: float  # one-click masks that the generator's filters would keep
     per_object: dict[str, list[float]] = field(default_factory=dict, repr=False)
     kinds: list[str] = field(default_factory=list, repr=False)  # shape of each object
 
@@ -80,16 +86,22 @@ def evaluate_quality(
     ``generator_options`` are passed to :class:`~mobilesam.SamAutomaticMaskGenerator`
     (default: its defaults and ``fast=True``, as the ``everything`` command runs it).
     """
+    import torch
+
     from .. import SamAutomaticMaskGenerator, SamPredictor
     from ..evaluation.prompts import center_point, mask_box
+    from ..inference.amg_options import AmgOptions
+    from ..inference.masks import calculate_stability_score
 
-    predictor = SamPredictor(model)
-    generator = (
-        SamAutomaticMaskGenerator(model, **{"fast": True, **(generator_options or {})})
-        if everything
-        else None
+    options = {"fast": True, **(generator_options or {})}
+    iou_thresh, stability_thresh, offset = (
+        options.get(k, getattr(AmgOptions, k))
+        for k in ("pred_iou_thresh", "stability_score_thresh", "stability_score_offset")
     )
+    predictor = SamPredictor(model)
+    generator = SamAutomaticMaskGenerator(model, **options) if everything else None
     point, box, recall, masks, kinds = [], [], [], [], []
+    pred_iou, stability = [], []
     count = 0
     for scene in scenes:
         count += 1
@@ -98,10 +110,16 @@ def evaluate_quality(
         predictor.set_image(scene.image)
         kinds.extend(scene.kinds)
         for gt in scene.masks:
-            out, scores, _ = predictor.predict(
-                point_coords=center_point(gt)[None], point_labels=np.array([1])
+            logits, scores, _ = predictor.predict(
+                point_coords=center_point(gt)[None], point_labels=np.array([1]), return_logits=True
             )
-            point.append(float(mask_iou(out[int(np.argmax(scores))], gt)))
+            best = int(np.argmax(scores))
+            point.append(float(mask_iou(logits[best] > model.mask_threshold, gt)))
+            pred_iou.append(float(scores[best]))
+            stable = calculate_stability_score(
+                torch.from_numpy(logits[best]), model.mask_threshold, offset
+            )
+            stability.append(float(stable))
             out, _, _ = predictor.predict(box=mask_box(gt), multimask_output=False)
             box.append(float(mask_iou(out[0], gt)))
         if generator is not None:
@@ -116,6 +134,20 @@ def evaluate_quality(
         box_miou=float(np.mean(box)) if box else float("nan"),
         everything_recall=float(np.mean(recall)) if generator is not None and recall else None,
         masks_per_scene=float(np.mean(masks)) if generator is not None and masks else None,
-        per_object={"point": point, "box": box, "everything": [float(r) for r in recall]},
+        point_passes_filters=float(
+            np.mean(
+                (np.asarray(pred_iou) >= iou_thresh)
+                & (np.nan_to_num(stability) >= stability_thresh)
+            )
+        )
+        if point
+        else float("nan"),
+        per_object={
+            "point": point,
+            "box": box,
+            "everything": [float(r) for r in recall],
+            "point_pred_iou": pred_iou,
+            "point_stability": stability,
+        },
         kinds=kinds,
     )
