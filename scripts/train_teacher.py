@@ -29,6 +29,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/teacher_v2"))
     p.add_argument("--minutes", type=float, default=None, help="stop after this long (resumable)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--render-workers", type=int, default=0,
+        help="render scenes this many steps ahead in as many processes (0: one helper thread)",
+    )  # fmt: skip
     p.add_argument("--steps", type=int, default=8000, help="length of the cosine schedule")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--prompts", type=int, default=4, help="objects prompted per scene")
@@ -54,7 +59,8 @@ def recipe(args: argparse.Namespace):
         out=str(args.out), steps=args.steps, batch_size=args.batch,
         prompts_per_image=args.prompts, correction_rounds=args.rounds, lr=args.lr,
         warmup=args.warmup, eval_every=250, eval_scenes=32, checkpoint_every=50,
-        log_every=10, threads=args.threads, seed=args.seed,
+        log_every=10, threads=args.threads, seed=args.seed, device=args.device,
+        render_workers=args.render_workers,
     )  # fmt: skip
 
 

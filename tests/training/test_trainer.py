@@ -122,3 +122,18 @@ def test_resuming_with_another_recipe_is_refused(tmp_path):
     same = _resumable(run)
     same.threads, same.log_every = 1, 3
     assert train_sam(_fresh_student(), same, progress=False, resume=True).finished
+
+
+def test_rendering_in_worker_processes_trains_the_same_weights(tmp_path):
+    """render_workers > 0 (scenes rendered steps ahead in other processes) changes where the
+    scenes are made, not which: the weights equal the helper-thread run's, bit for bit."""
+    weights = []
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        model = build_sam(SHAPES_STUDENT.replace(image_size=64))
+        cfg = _tiny("all", tmp_path / f"w{workers}")
+        cfg.eval_scenes, cfg.train_scenes, cfg.render_workers = 0, 0, workers
+        train_sam(model, cfg, progress=False)
+        weights.append(model.state_dict())
+    for k, v in weights[0].items():
+        assert torch.equal(v, weights[1][k]), k

@@ -28,12 +28,16 @@ class SamTrainConfig:
     ``train_scenes`` > 0 draws from the first ``train_scenes`` training seeds only (a
     fixed data set); 0 draws fresh scenes every step. ``checkpoint_every``: steps between
     resumable checkpoints (0: only at the end or when the time budget is spent).
+    ``render_workers``: 0 renders the next step's scenes in a helper thread; N > 0 renders
+    N steps ahead in N processes (for a GPU, which would otherwise wait for the CPU). The
+    scenes are the same either way: they depend on (seed, step) only.
     """
 
     # settings a resumed run may change (they do not touch the optimisation)
     RESUME_FREE: ClassVar[frozenset[str]] = frozenset(
-        {"out", "threads", "device", "log_every", "eval_every", "checkpoint_every"}
-    )
+        {"out", "threads", "device", "log_every", "eval_every", "checkpoint_every",
+         "render_workers"}
+    )  # fmt: skip
 
     out: str
     steps: int = 3000
@@ -59,6 +63,7 @@ class SamTrainConfig:
     device: str = "cpu"
     threads: int = 0
     checkpoint_every: int = 100
+    render_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.trainable not in TRAINABLE:
@@ -69,6 +74,8 @@ class SamTrainConfig:
             raise ValueError(f"box_fraction must be in [0, 1], got {self.box_fraction}")
         if self.correction_rounds < 0:
             raise ValueError("correction_rounds must be >= 0")
+        if self.render_workers < 0:
+            raise ValueError(f"render_workers must be >= 0, got {self.render_workers}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +116,15 @@ def _step_seeds(cfg: SamTrainConfig, step: int) -> tuple[np.random.Generator, np
 
 def _render(seeds: np.ndarray, scene_config: ShapesConfig) -> list[Scene]:
     return [render_scene(int(s), scene_config) for s in seeds]
+
+
+def _render_pool(workers: int) -> tuple[Executor, int]:
+    """The executor that renders upcoming steps' scenes, and how many steps it runs ahead."""
+    if workers <= 0:
+        return ThreadPoolExecutor(1, thread_name_prefix="render-scenes"), 1
+    # spawn: the workers need only numpy and OpenCV, and forking a process whose torch and
+    # OpenCV thread pools are running can leave a child waiting on a lock forever.
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")), workers
 
 
 def _resume_state(out: Path, identity: dict) -> dict | None:
@@ -249,17 +260,23 @@ def train_sam(
     )
     window = time.perf_counter()
     done = first
-    # The next step's scenes are rendered in a helper thread while this step trains (OpenCV
-    # and numpy release the GIL): rendering is ~20% of a step on one core otherwise.
-    pool = ThreadPoolExecutor(1, thread_name_prefix="render-scenes")
-    if first < cfg.steps:
-        next_rng, seeds = _step_seeds(cfg, first)
-        pending = pool.submit(_render, seeds, scene_config)
+    # Upcoming steps' scenes are rendered while this step trains: by default the next step's
+    # in a helper thread (OpenCV and numpy release the GIL; rendering is ~20% of a step on one
+    # core otherwise), with render_workers > 0 that many steps ahead in as many processes.
+    pool, ahead = _render_pool(cfg.render_workers)
+    pending: deque[tuple[np.random.Generator, Future]] = deque()
+
+    def render_ahead(step: int) -> None:
+        if step < cfg.steps:
+            step_rng, seeds = _step_seeds(cfg, step)
+            pending.append((step_rng, pool.submit(_render, seeds, scene_config)))
+
+    for step in range(first, first + ahead):
+        render_ahead(step)
     for step in range(first, cfg.steps):
-        rng, scenes = next_rng, pending.result()
-        if step + 1 < cfg.steps:
-            next_rng, seeds = _step_seeds(cfg, step + 1)
-            pending = pool.submit(_render, seeds, scene_config)
+        rng, future = pending.popleft()
+        scenes = future.result()
+        render_ahead(step + ahead)
         loss, parts = step_loss(model, scenes, cfg, rng, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
