@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from mobilesam.io import file_lock
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -41,17 +40,6 @@ def _run_root(tmp_path_factory) -> Path:
     """A folder shared by every process of this test run (the workers' temp folders' parent)."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-@contextlib.contextmanager
-def _run_lock(root: Path, name: str) -> Iterator[None]:
-    """Exclusive across this run's processes: expensive shared results are made once."""
-    with open(root / f"{name}.lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _weights_module():
@@ -151,7 +139,7 @@ def small_onnx_dir(small_model, tmp_path_factory):
 
     root = _run_root(tmp_path_factory)
     out = root / "onnx_small"
-    with _run_lock(root, "onnx_small"):  # one export for all of this run's processes
+    with file_lock(root / "onnx_small.lock"):  # one export for all of this run's processes
         if not (out / "complete").is_file():
             shutil.rmtree(out, ignore_errors=True)
             export_onnx(small_model, out, quantize="int8", single_mask_decoder=True)

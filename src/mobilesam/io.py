@@ -146,6 +146,23 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
 
 
 @contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """An exclusive lock held on the file ``path`` (created if missing) for the block.
+
+    Between processes (and between threads, each opening the file itself): whoever
+    comes second waits until the first leaves the block.
+    """
+    import fcntl  # POSIX only; imported here so the rest of this module loads everywhere
+
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; renamed over ``path`` on success."""
     if "w" not in mode:

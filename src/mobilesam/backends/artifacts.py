@@ -13,7 +13,6 @@ one good copy. Torch-free.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..hub import cache_dir
-from ..io import atomic_write_text
+from ..io import atomic_write_text, file_lock
 from .cpu import cpu_signature
 from .registry import BackendSpec, LoadContext
 
@@ -150,12 +149,8 @@ class ArtifactStore:
         conversions inside it take ``.lock``.
         """
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / name, "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with file_lock(self.dir / name):
+            yield
 
     def ensure(self, spec: BackendSpec, ctx: LoadContext) -> None:
         """Make ``spec``'s artifacts unless a verified copy exists (under the lock).
@@ -189,6 +184,11 @@ class ArtifactStore:
     @property
     def choice_path(self) -> Path:
         return self.dir / "choice.json"
+
+    def current_choice(self) -> dict[str, Any] | None:
+        """The remembered choice if it was made for this store's key (weights, runtimes, CPU)."""
+        choice = self.read_choice()
+        return choice if choice is not None and choice.get("key") == self.key else None
 
     def read_choice(self) -> dict[str, Any] | None:
         try:

@@ -153,12 +153,12 @@ class Predictor(PredictorCore):
                 raise ModelLoadError(f"backend {backend} cannot run here: {why}")
             store.ensure(spec, ctx)
             return cls(*spec.load(ctx), backend, None, factory)
-        choice = store.read_choice()
-        if choice is None or choice.get("key") != store.key:
+        choice = store.current_choice()
+        if choice is None:
             # Processes starting at once measure once: the others wait, then read the choice.
             with store.lock(".choice.lock"):
-                choice = store.read_choice()
-                if choice is None or choice.get("key") != store.key:
+                choice = store.current_choice()
+                if choice is None:
                     from .select import choose
 
                     image = _calibration_image()
