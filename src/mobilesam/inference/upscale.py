@@ -5,10 +5,12 @@ bilinearly to the padded input size (256 -> 1024 for SAM), crops the padding and
 resamples bilinearly to the original image size. Both steps are linear and act on
 rows and columns separately, so the whole is ``out = A_rows @ low @ A_cols.T``, each
 row of ``A`` holding at most four non-zero weights (two taps of the second step, each a
-mix of two taps of the first). Here the columns go first, as a small dense product
-(w x W), then each output row is a weighted sum of a few of those rows: the 1024x1024
-intermediate never exists. For one click on a 534x800 photo the three masks take
-~12 ms instead of ~32 ms (one thread).
+mix of two taps of the first). Here the rows go first, each output row a weighted sum of
+a few low-res rows, then the columns, as a banded product: each block of 64 output
+columns reads only the ~20 low-res columns its weights touch, one small matrix product
+per block. The 1024x1024 intermediate never exists. For one click on a 534x800 photo
+the three masks take ~0.8 ms instead of ~1.9 ms with a dense column product (two
+threads; ~32 ms for the two-step reference on one thread).
 
 The weights follow PyTorch's ``upsample_bilinear2d`` with ``align_corners=False``
 and an explicit output size; they are composed in float64, so the result equals the
@@ -81,27 +83,53 @@ def row_taps(low_len: int, padded_len: int, valid_len: int, out_len: int) -> Tap
     return index, weight
 
 
-def column_matrix(low_len: int, padded_len: int, valid_len: int, out_len: int) -> np.ndarray:
-    """The columns' map as a dense low_len x out_len float32 matrix (right-multiplied)."""
-    m = np.ascontiguousarray(axis_map(low_len, padded_len, valid_len, out_len).T, np.float32)
-    m.flags.writeable = False
-    return m
+@dataclass(frozen=True)
+class Band:
+    """Output columns ``[start, stop)`` read low-res columns ``[lo, hi)`` through ``block``."""
+
+    start: int
+    stop: int
+    lo: int
+    hi: int
+    block: np.ndarray  # (hi - lo) x (stop - start) float32
+
+
+def column_bands(
+    low_len: int, padded_len: int, valid_len: int, out_len: int, width: int = 64
+) -> tuple[Band, ...]:
+    """The columns' map (right-multiplied) cut into blocks of ``width`` output columns."""
+    m = axis_map(low_len, padded_len, valid_len, out_len).T  # low_len x out_len
+    bands = []
+    for start in range(0, out_len, width):
+        stop = min(start + width, out_len)
+        used = np.flatnonzero((m[:, start:stop] != 0).any(axis=1))
+        lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+        block = np.ascontiguousarray(m[lo:hi, start:stop], np.float32)
+        block.flags.writeable = False
+        bands.append(Band(start, stop, lo, hi, block))
+    return tuple(bands)
 
 
 @dataclass(frozen=True)
 class MaskMap:
-    """SAM's postprocessing for one (low-res, input, original) size: row taps, column matrix."""
+    """SAM's postprocessing for one (low-res, input, original) size: row taps, column bands."""
 
     rows: Taps
-    columns: np.ndarray  # w x W
+    columns: tuple[Band, ...]
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        """(H, W) of the upscaled masks."""
+        return len(self.rows[0]), self.columns[-1].stop
 
     @functools.cached_property
-    def tensors(self) -> tuple[Any, Any, Any]:
-        """(row index, row weights, column matrix) as CPU torch tensors, made once."""
+    def tensors(self) -> tuple[Any, Any, list[Any]]:
+        """(row index, row weights, column blocks) as CPU torch tensors, made once."""
         import torch
 
         index, weight = self.rows
-        return tuple(torch.from_numpy(a.copy()) for a in (index, weight, self.columns))
+        blocks = [torch.from_numpy(b.block.copy()) for b in self.columns]
+        return torch.from_numpy(index.copy()), torch.from_numpy(weight.copy()), blocks
 
 
 def mask_map(
@@ -126,14 +154,23 @@ def mask_map(
 @functools.lru_cache(maxsize=32)
 def _mask_map(low: tuple[int, int], padded: int, inp: tuple[int, int], orig: tuple[int, int]):
     rows = row_taps(low[0], padded, inp[0], orig[0])
-    return MaskMap(rows, column_matrix(low[1], padded, inp[1], orig[1]))
+    return MaskMap(rows, column_bands(low[1], padded, inp[1], orig[1]))
 
 
 def upscale_torch(low: Any, m: MaskMap) -> Any:
     """The same on a torch tensor (...x h x w float32) -> ...x H x W, on its device."""
-    idx, w, columns = (t.to(low.device) for t in m.tensors)
-    cols = low @ columns  # columns first: w x W is small
-    out = cols.index_select(-2, idx[:, 0]) * w[:, 0, None]
+    import torch
+
+    idx, w, blocks = m.tensors
+    idx, w = idx.to(low.device), w.to(low.device)
+    rows = low.index_select(-2, idx[:, 0]) * w[:, 0, None]  # rows first: h -> H on w columns
     for k in range(1, idx.shape[1]):
-        out.addcmul_(cols.index_select(-2, idx[:, k]), w[:, k, None])
-    return out
+        rows.addcmul_(low.index_select(-2, idx[:, k]), w[:, k, None])
+    flat = rows.reshape(-1, rows.shape[-1])
+    out = torch.empty(flat.shape[0], m.out_size[1], dtype=low.dtype, device=low.device)
+    for band, block in zip(m.columns, blocks, strict=True):
+        # in place on the output's column block: the product lands there, no copy
+        out[:, band.start : band.stop].addmm_(
+            flat[:, band.lo : band.hi], block.to(low.device), beta=0
+        )
+    return out.view(*rows.shape[:-1], out.shape[-1])
