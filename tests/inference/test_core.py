@@ -121,3 +121,11 @@ def test_set_embedding_forgets_the_prepared_state(core):
     assert core.decoder.prepared_with == [5.0, 7.0]
     with pytest.raises(ValueError, match="one original and input size per image"):
         core.set_embedding(np.zeros((2, 2, 4, 4)), [(30, 60)])
+
+
+def test_set_image_prepares_the_decoder_so_clicks_do_not(core):
+    core.set_image(np.full((8, 8, 3), 30, np.uint8))
+    assert core.decoder.prepared_with == [30.0]  # at set_image, before any click
+    core.predict(point_coords=[[1, 1]], point_labels=[1])
+    core.predict(point_coords=[[2, 2]], point_labels=[1])
+    assert core.decoder.prepared_with == [30.0]  # and never again for this image

@@ -112,8 +112,13 @@ class PredictorCore:
         return self.transform.apply_image(rgb), (int(h), int(w))
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        """Encode an HxWx3 uint8 image (RGB or BGR; grayscale / RGBA are converted)."""
+        """Encode an HxWx3 uint8 image (RGB or BGR; grayscale / RGBA are converted).
+
+        The decoder's image-side work (``prepare``) is done here too, so the first click
+        is as fast as the next ones.
+        """
         self.set_image_batch([image], image_format)
+        self.prepared(0)
 
     def set_image_batch(self, images: Sequence[np.ndarray], image_format: str = "RGB") -> None:
         """Encode several images (use ``predict_batch`` afterwards)."""
