@@ -7,7 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mobilesam.inference.upscale import bilinear_matrix, mask_map, upscale_torch
+from mobilesam.inference.upscale import (
+    axis_map,
+    bilinear_matrix,
+    column_bands,
+    mask_map,
+    upscale_torch,
+)
 
 
 def _reference(low: torch.Tensor, padded: int, inp: tuple, orig: tuple) -> torch.Tensor:
@@ -51,3 +57,18 @@ def test_sizes_are_checked_and_maps_cached():
         mask_map((256, 256), 1024, (1024, 1024), (0, 10))
     a = mask_map((256, 256), 1024, [684, 1024], (534, 800))  # lists are fine
     assert a is mask_map(torch.Size([256, 256]), 1024, (684, 1024), [534, 800])
+
+
+@pytest.mark.parametrize(
+    "sizes", [(256, 1024, 1024, 800), (256, 1024, 13, 3000), (64, 256, 200, 7)]
+)
+def test_column_bands_hold_every_weight_of_the_dense_map(sizes):
+    dense = axis_map(*sizes).T  # low x out, the map the bands cut up
+    bands = column_bands(*sizes, width=64)
+    rebuilt = np.zeros_like(dense)
+    for b in bands:
+        rebuilt[b.lo : b.hi, b.start : b.stop] = b.block
+    assert [b.start for b in bands] == list(range(0, sizes[-1], 64))
+    assert bands[-1].stop == sizes[-1]
+    np.testing.assert_allclose(rebuilt, dense.astype(np.float32), rtol=0, atol=0)
+    assert max(b.hi - b.lo for b in bands) < sizes[0]  # banded, not the whole width
