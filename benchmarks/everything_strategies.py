@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the exact grid on the photos too (minutes per photo)")  # fmt: skip
     ap.add_argument("--points-per-side", type=int, default=None, help="default: AmgOptions'")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--teacher", type=Path, default=None,
+                    help="shapes settings: this shapes_teacher weights file (e.g. a training "
+                         "run's model.safetensors) instead of the shipped one")  # fmt: skip
     ap.add_argument("--png", type=Path, default=None, help="speed-vs-recall plot")
     ap.add_argument("--json", type=Path, default=None, help="raw numbers")
     args = ap.parse_args(argv)
@@ -306,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(0)
             model = load_model("vit_t", None, random_weights=True)
             model_name, imgs, truth = "vit_t random weights (seed 0)", photos(), None
+        elif args.teacher is not None:
+            model = load_model("shapes_teacher", args.teacher)
+            model_name, imgs, truth = f"shapes_teacher from {args.teacher}", images, gts
         else:
             model = load_shipped("shapes_teacher")
             model_name, imgs, truth = "shapes_teacher", images, gts
