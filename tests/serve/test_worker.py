@@ -137,3 +137,43 @@ def test_close_stops_the_child(small_model, image, embedding):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     queue.shutdown()
+
+
+class _ChattyConn:
+    """A child's pipe that always has another progress message waiting."""
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, message) -> None:
+        self.sent.append(message)
+
+    def poll(self, timeout: float) -> bool:
+        return True
+
+    def recv(self):
+        time.sleep(0.005)  # far below the parent's poll interval
+        self.received = getattr(self, "received", 0) + 1
+        if self.sent and self.sent[-1] is None:
+            return ("stopped",)
+        # after ~2 s of non-stop progress the job "finishes": a parent that never looked
+        # at the job's state returns results instead of raising
+        return ("progress", 1, 2) if self.received < 400 else ("done", [])
+
+
+@pytest.mark.parametrize("stop", ["limit", "cancel"])
+def test_a_child_reporting_without_pause_is_still_stopped(small_model, stop):
+    from mobilesam.serve.jobs import Job, JobCancelled, JobContext, JobTimedOut
+
+    w = WorkerProcess(small_model, stop_s=1.0)
+    w._ensure_child = lambda: None  # no real child: the pipe below stands in for it
+    w._conn = _ChattyConn()
+    flag = {"set": lambda self: w._conn.send(None), "clear": lambda self: None}
+    w._stop = type("Flag", (), flag)()
+    job = Job(job_id="j", kind="everything", fn=None)
+    ctx = JobContext(job, time.monotonic() + (0.05 if stop == "limit" else 60))
+    if stop == "cancel":
+        job._cancel.set()
+    with pytest.raises(JobTimedOut if stop == "limit" else JobCancelled):
+        w.run(np.zeros((8, 8, 3), np.uint8), None, {}, ctx)
+    assert w._conn.sent[-1] is None  # the child was asked to stop

@@ -95,14 +95,17 @@ class WorkerProcess:
             raise ServeError(500, "worker_died", "the job's worker process is gone") from None
         while True:
             message = self._receive()
-            if message is None:  # nothing yet: look at the job's own state
+            kind = None if message is None else message[0]
+            if kind in (None, "progress"):
+                # the job's own state, at every poll *and* every progress message: a child
+                # that reports faster than the poll interval must still be stopped in time
                 try:
                     ctx.check()
                 except (JobCancelled, JobTimedOut):
                     self._halt()
                     raise
+            if message is None:
                 continue
-            kind = message[0]
             if kind == "progress":
                 done, total = message[1], message[2]
                 ctx.progress(done / total, f"decoding batch {done + 1} of {total}")
