@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,23 +53,17 @@ def main() -> int:
     ap.add_argument("--png", default=None, help="bar chart of the medians")
     a = ap.parse_args()
 
-    import tempfile
-
     import torch
 
     from mobilesam.bench.backends import TORCH_PREDICTORS, registry_backend, torch_backend
-    from mobilesam.build import build_model
     from mobilesam.io import read_image
     from mobilesam.loading import load_model
 
-    if a.checkpoint:
-        model = load_model("vit_t", a.checkpoint)
-    else:
-        torch.manual_seed(0)
-        model = build_model("vit_t").eval()
+    torch.manual_seed(0)  # the random weights, when no checkpoint is given
+    model = load_model("vit_t", a.checkpoint, random_weights=a.checkpoint is None)
     image = read_image(a.image)
     names = a.backends.split(",")
-    tmp = tempfile.mkdtemp(prefix="click-")
+    tmp = tempfile.mkdtemp(prefix="click-")  # converted artifacts of non-torch backends
     backends = {
         n: torch_backend(model, n == "torch-optimised")
         if n in TORCH_PREDICTORS
@@ -76,6 +72,7 @@ def main() -> int:
     }
     for b in backends.values():
         b.set_image(image)
+    shutil.rmtree(tmp, ignore_errors=True)  # loaded: the sessions no longer read the files
     points = _points(image.shape, a.clicks)
     times: dict[str, dict[str, list[float]]] = {n: {"hot": [], "interleaved": []} for n in names}
 

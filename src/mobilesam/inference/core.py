@@ -112,13 +112,8 @@ class PredictorCore:
         return self.transform.apply_image(rgb), (int(h), int(w))
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        """Encode an HxWx3 uint8 image (RGB or BGR; grayscale / RGBA are converted).
-
-        The decoder's image-side work (``prepare``) is done here too, so the first click
-        is as fast as the next ones.
-        """
+        """Encode an HxWx3 uint8 image (RGB or BGR; grayscale / RGBA are converted)."""
         self.set_image_batch([image], image_format)
-        self.prepared(0)
 
     def set_image_batch(self, images: Sequence[np.ndarray], image_format: str = "RGB") -> None:
         """Encode several images (use ``predict_batch`` afterwards)."""
@@ -140,7 +135,8 @@ class PredictorCore:
 
         ``original_sizes`` gives each image's (H, W) (one pair is enough for one
         image); ``input_sizes`` the resized (h, w), computed from the originals
-        when omitted.
+        when omitted. For one image the decoder's image-side work (``prepare``) is done
+        here too, so the first click is as fast as the next ones.
         """
         if len(original_sizes) == 2 and np.isscalar(original_sizes[0]):
             original_sizes = [original_sizes]  # type: ignore[list-item]
@@ -159,6 +155,8 @@ class PredictorCore:
         self.original_sizes = originals
         self.input_sizes = inputs
         self.is_image_set = True
+        if len(originals) == 1:
+            self.prepared(0)
 
     def reset_image(self) -> None:
         """Forget the current image(s) and their embeddings."""

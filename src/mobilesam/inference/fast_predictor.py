@@ -104,7 +104,6 @@ class FastPredictor(SamPredictor):
         hit = self.cache.get(key)
         if hit is not None:
             self.set_embedding(hit.features, [hit.original_size], [hit.input_size])
-            self.prepared(0)  # as set_image does: the first click pays no image-side work
             return
         with torch.inference_mode():
             super().set_image(rgb, "RGB")

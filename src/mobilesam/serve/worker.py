@@ -104,8 +104,6 @@ class WorkerProcess:
                 except (JobCancelled, JobTimedOut):
                     self._halt()
                     raise
-            if message is None:
-                continue
             if kind == "progress":
                 done, total = message[1], message[2]
                 ctx.progress(done / total, f"decoding batch {done + 1} of {total}")
