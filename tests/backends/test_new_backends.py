@@ -167,3 +167,17 @@ def test_openvino_second_load_compiles_from_the_path(ctx, photo, monkeypatch):
     os.utime(graph, ns=(0, 0))
     third = OpenVinoSession(graph, "fp32", cache_dir=cache)
     assert reads == [1] and third.meta == first.meta
+
+
+def test_openvino_load_raises_the_encoders_error_from_its_helper_thread(ctx, tmp_path):
+    _usable("openvino-fp32")
+    art = tmp_path / "art"
+    art.mkdir()
+    shutil.copy(ctx.artifacts / "decoder.onnx", art / "decoder.onnx")
+    (art / "encoder.onnx").write_bytes(b"not a graph")  # the encoder loads in another thread
+    broken = LoadContext(artifacts=art, model=ctx.model)
+    with pytest.raises(Exception, match="encoder.onnx"):
+        get_backend("openvino-fp32").load(broken)
+    shutil.copy(ctx.artifacts / "encoder.onnx", art / "encoder.onnx")
+    enc, dec = get_backend("openvino-fp32").load(broken)
+    assert (dec.mask_threshold, dec.mask_input_size) == (enc.mask_threshold, enc.mask_input_size)
