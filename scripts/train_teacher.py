@@ -40,6 +40,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1, help="correction clicks after the first")
     p.add_argument("--lr", type=float, default=8e-4)
     p.add_argument("--warmup", type=int, default=300)
+    p.add_argument(
+        "--focal-gamma", type=float, default=2.0,
+        help="focal loss exponent (SAM: 2; 0: class-weighted cross-entropy)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--evaluate", action="store_true", help="score the current weights, no training")
     p.add_argument(
@@ -60,7 +64,7 @@ def recipe(args: argparse.Namespace):
         prompts_per_image=args.prompts, correction_rounds=args.rounds, lr=args.lr,
         warmup=args.warmup, eval_every=250, eval_scenes=32, checkpoint_every=50,
         log_every=10, threads=args.threads, seed=args.seed, device=args.device,
-        render_workers=args.render_workers,
+        render_workers=args.render_workers, focal_gamma=args.focal_gamma,
     )  # fmt: skip
 
 

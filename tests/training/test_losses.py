@@ -20,6 +20,23 @@ def test_focal_loss_matches_its_formula_on_one_pixel():
     assert math.isclose(float(sigmoid_focal_loss(logit, t0)), expected0, rel_tol=1e-5)
 
 
+def test_focal_exponent_zero_is_class_weighted_cross_entropy():
+    logit, t = torch.tensor([[[0.7]]]), torch.tensor([[[1.0]]])
+    p = 1 / (1 + math.exp(-0.7))
+    got = float(sigmoid_focal_loss(logit, t, gamma=0.0))
+    assert math.isclose(got, 0.25 * -math.log(p), rel_tol=1e-5)
+    # and the training loss passes it on: a confident-enough pixel still pulls with gamma 0
+    gt = torch.ones(1, 4, 4, dtype=torch.bool)
+    logits = torch.full((1, 1, 4, 4), 1.5, requires_grad=True)
+    iou = torch.ones(1, 1)
+    grads = []
+    for gamma in (2.0, 0.0):
+        logits.grad = None
+        sam_mask_loss(logits, iou, gt, focal_gamma=gamma)[0].backward()
+        grads.append(float(logits.grad.abs().sum()))
+    assert grads[1] > 2 * grads[0]
+
+
 def test_dice_and_iou_at_the_extremes():
     gt = torch.zeros(1, 8, 8)
     gt[0, 2:6, 2:6] = 1

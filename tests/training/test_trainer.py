@@ -124,6 +124,28 @@ def test_resuming_with_another_recipe_is_refused(tmp_path):
     assert train_sam(_fresh_student(), same, progress=False, resume=True).finished
 
 
+def test_a_checkpoint_older_than_a_setting_resumes_at_its_default(tmp_path):
+    from mobilesam.distill.run_state import load_state, save_state
+
+    run = tmp_path / "r"
+    train_sam(_fresh_student(), _resumable(run), progress=False, budget_seconds=0)
+    path = run / "checkpoint.pt"
+    state = load_state(path)
+    identity = json.loads(state["identity"])
+    del identity["train"]["focal_gamma"]  # as written before the setting existed
+    state["identity"] = json.dumps(identity)
+    save_state(path, state)
+    other = _resumable(run)
+    other.focal_gamma = 0.0  # not the default the old run trained with
+    try:
+        train_sam(_fresh_student(), other, progress=False, resume=True)
+    except ValueError as e:
+        assert "train.focal_gamma" in str(e)
+    else:
+        raise AssertionError("a changed loss was resumed")
+    assert train_sam(_fresh_student(), _resumable(run), progress=False, resume=True).finished
+
+
 def test_rendering_in_worker_processes_trains_the_same_weights(tmp_path):
     """render_workers > 0 (scenes rendered steps ahead in other processes) changes where the
     scenes are made, not which: the weights equal the helper-thread run's, bit for bit."""

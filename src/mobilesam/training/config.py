@@ -18,10 +18,11 @@ class SamTrainConfig:
     objects per scene, prompts a ``box_fraction`` of them with a jittered box and the rest
     with one point inside the mask, then runs ``correction_rounds`` more decoder passes,
     each adding a click in the previous error region and feeding the previous low-res
-    logits as the mask prompt. Loss: ``focal_weight`` * focal + ``dice_weight`` * dice on
-    the best of the three multimask outputs (single-point round) or on the single output
-    (box and multi-click rounds), plus ``iou_weight`` * MSE of the IoU prediction, with
-    logits upsampled to the input size. AdamW with linear warm-up and cosine decay.
+    logits as the mask prompt. Loss: ``focal_weight`` * focal (exponent ``focal_gamma``) +
+    ``dice_weight`` * dice on the best of the three multimask outputs (single-point round)
+    or on the single output (box and multi-click rounds), plus ``iou_weight`` * MSE of the
+    IoU prediction, with logits upsampled to the input size. AdamW with linear warm-up and
+    cosine decay.
 
     ``trainable``: ``all`` (teacher, or coupled student with a decoder trained jointly
     from scratch) or ``image_encoder`` (coupled student under a frozen decoder).
@@ -51,6 +52,7 @@ class SamTrainConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     focal_weight: float = 20.0
+    focal_gamma: float = 2.0
     dice_weight: float = 1.0
     iou_weight: float = 1.0
     max_box_jitter: float = 5.0

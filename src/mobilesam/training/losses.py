@@ -44,16 +44,18 @@ def sam_mask_loss(
     focal_weight: float = 20.0,
     dice_weight: float = 1.0,
     iou_weight: float = 1.0,
+    focal_gamma: float = 2.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """Loss of NxMxHxW ``logits`` with Nx M ``iou_pred`` against NxHxW ``gt``.
 
     Per prompt set the mask with the lowest focal + dice loss is the one trained
     (M = 1 makes this plain SAM loss). The IoU head is trained on every output with the
-    actual IoU of its thresholded mask (no gradient into the masks). Returns the mean
+    actual IoU of its thresholded mask (no gradient into the masks). ``focal_gamma`` 0
+    makes the focal term a class-weighted cross-entropy. Returns the mean
     total loss, its parts (detached means) and the chosen mask index per prompt set (N).
     """
     target = gt[:, None].expand_as(logits)
-    focal = sigmoid_focal_loss(logits, target)
+    focal = sigmoid_focal_loss(logits, target, gamma=focal_gamma)
     dice = dice_loss(logits, target)
     per_mask = focal_weight * focal + dice_weight * dice
     best = per_mask.argmin(dim=1)

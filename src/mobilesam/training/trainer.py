@@ -131,13 +131,16 @@ def _resume_state(out: Path, identity: dict) -> dict | None:
     """The checkpoint of an earlier run of the same recipe in ``out``, or None if there is none.
 
     A checkpoint of another recipe (training config, model or scenes differ) is refused with
-    the differing keys named, so a resume never silently mixes two runs.
+    the differing keys named, so a resume never silently mixes two runs. A training setting
+    added after the checkpoint was written counts as its default there (the run used it).
     """
     path = out / CHECKPOINT_FILE
     if not path.is_file():
         return None
     state = load_state(path)
     saved = json.loads(state["identity"])
+    if isinstance(saved.get("train"), dict):
+        saved["train"] = {**_train_defaults(), **saved["train"]}
     if saved != identity:
         diff = sorted(
             f"{part}.{k}"
@@ -150,6 +153,16 @@ def _resume_state(out: Path, identity: dict) -> dict | None:
             "use another output folder or resume with the same settings"
         )
     return state
+
+
+def _train_defaults() -> dict:
+    """The recipe settings' defaults (those a resumed run may change left out)."""
+    fields = dataclasses.fields(SamTrainConfig)
+    return {
+        f.name: f.default
+        for f in fields
+        if f.default is not dataclasses.MISSING and f.name not in SamTrainConfig.RESUME_FREE
+    }
 
 
 def _identity(model: Sam, cfg: SamTrainConfig, scene_config: ShapesConfig) -> dict:
