@@ -88,8 +88,8 @@ class OnnxDecoder:
         self,
         path: str | Path,
         num_threads: int | None = None,
-        mask_threshold: float = 0.0,
-        mask_input_size: int = 256,
+        mask_threshold: float | None = None,
+        mask_input_size: int | None = None,
     ) -> None:
         self.session = load_session(path, num_threads)
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -98,6 +98,11 @@ class OnnxDecoder:
                 f"{path} returns one mask per prompt; the predictor needs the "
                 "all-masks decoder (decoder.onnx)"
             )
+        # unless given: the graph's own metadata (the exporter writes the model's), else SAM's
+        if mask_threshold is None:
+            mask_threshold = float(meta.get("mobilesam.mask_threshold", "0.0"))
+        if mask_input_size is None:
+            mask_input_size = int(meta.get("mobilesam.mask_input_size", "256"))
         self.mask_threshold = mask_threshold
         self.mask_input_size = mask_input_size
         self.embedding_shape = tuple(self.session.get_inputs()[0].shape)
