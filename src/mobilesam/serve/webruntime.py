@@ -13,19 +13,25 @@ Two things, neither loaded from the internet:
   :func:`mobilesam.export.onnx.export_decoder` on first request and kept in a
   cache folder (default ``~/.cache/mobilesam/decoders/<key>/``), keyed by a hash
   of the prompt encoder's and mask decoder's weights, so another checkpoint gets
-  its own graph.
+  its own graph. The export runs in a child process on a copy of the prompt side
+  of the model (see :func:`export_apart`).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import multiprocessing
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..hub import cache_dir
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from ..modeling import Sam
 
 ORT_WEB_VERSION = "1.30"
@@ -79,12 +85,59 @@ class DecoderGraphs:
         if known is not None and known.is_file():
             return known
         with self._lock:
-            from ..export.onnx import export_decoder
             from ..io import atomic_path
 
             path = self.folder / decoder_key(model) / "decoder.onnx"
             if not path.is_file():
                 with atomic_path(path, suffix=".onnx") as tmp:
-                    export_decoder(model.eval(), tmp)
+                    export_apart(model, tmp)
             self._paths[id(model)] = path
             return path
+
+
+def _encoder_stand_in(img_size: int) -> nn.Module:
+    from torch import nn
+
+    stand_in = nn.Module()
+    stand_in.img_size = img_size  # all the decoder graph reads of the image encoder
+    return stand_in
+
+
+def prompt_side(model: Sam) -> Sam:
+    """A copy of ``model`` without its image encoder: own prompt encoder and mask decoder
+    tensors, the same input size, pixel statistics, threshold and config."""
+    from ..modeling import Sam
+
+    clone = Sam(
+        image_encoder=_encoder_stand_in(model.image_size),
+        prompt_encoder=copy.deepcopy(model.prompt_encoder),
+        mask_decoder=copy.deepcopy(model.mask_decoder),
+        pixel_mean=[float(v) for v in model.pixel_mean.flatten()],
+        pixel_std=[float(v) for v in model.pixel_std.flatten()],
+    )
+    clone.mask_threshold = model.mask_threshold
+    clone.image_format = model.image_format
+    if hasattr(model, "config"):
+        clone.config = model.config
+    return clone.eval()
+
+
+def _export_decoder(model: Sam, path: str) -> None:
+    from ..export.onnx import export_decoder
+
+    export_decoder(model, path)
+
+
+def export_apart(model: Sam, path: str | Path) -> None:
+    """Export ``model``'s decoder graph to ``path`` from a child process.
+
+    Not in the serving process: ``torch.export`` replaces the parameters of the
+    modules it traces with fake tensors while it runs, so a request decoding with
+    the same model in another thread fails (``.numpy() is not supported for tensor
+    subclasses``), and its tracing holds the GIL for seconds at a time. The child
+    gets a copy of the prompt side only (:func:`prompt_side`, a few MB) and raises
+    its error here.
+    """
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        pool.submit(_export_decoder, prompt_side(model), str(path)).result()
