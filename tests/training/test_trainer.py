@@ -42,14 +42,17 @@ def test_full_training_writes_a_loadable_run(tmp_path):
         assert torch.equal(v, after[k]), k
 
 
-def test_frozen_decoder_only_moves_the_encoder(tmp_path):
+@pytest.mark.parametrize("trainable", ["image_encoder", "mask_decoder"])
+def test_a_trainable_part_is_all_that_moves(tmp_path, trainable):
+    """Frozen decoder: only the encoder moves. Decoder fine-tuning: only the decoder, and
+    the student encoder's BatchNorm statistics stay as they were too."""
     torch.manual_seed(0)
     model = build_sam(SHAPES_STUDENT.replace(image_size=64))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train_sam(model, _tiny("image_encoder", tmp_path / "run"), progress=False)
+    train_sam(model, _tiny(trainable, tmp_path / "run"), progress=False)
     after = model.state_dict()
     moved = {k for k in after if not torch.equal(before[k], after[k])}
-    assert moved and all(k.startswith("image_encoder.") for k in moved)
+    assert moved and all(k.startswith(trainable + ".") for k in moved)
 
 
 def test_vit_teacher_config_trains_a_step(tmp_path):

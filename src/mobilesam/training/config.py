@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-TRAINABLE = ("all", "image_encoder")
+TRAINABLE = ("all", "image_encoder", "mask_decoder")
 
 
 @dataclass
@@ -25,7 +25,8 @@ class SamTrainConfig:
     cosine decay.
 
     ``trainable``: ``all`` (teacher, or coupled student with a decoder trained jointly
-    from scratch) or ``image_encoder`` (coupled student under a frozen decoder).
+    from scratch), ``image_encoder`` (coupled student under a frozen decoder) or
+    ``mask_decoder`` (fine-tuning the decoder of a distilled student, encoders frozen).
     ``train_scenes`` > 0 draws from the first ``train_scenes`` training seeds only (a
     fixed data set); 0 draws fresh scenes every step. ``checkpoint_every``: steps between
     resumable checkpoints (0: only at the end or when the time budget is spent).

@@ -94,11 +94,21 @@ def point_miou(model: Sam, scenes: list[Scene], batch: int = 8) -> float:
 def _trainable_parameters(model: Sam, trainable: str) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(trainable == "all")
-    if trainable == "image_encoder":
-        for p in model.image_encoder.parameters():
+    if trainable in ("image_encoder", "mask_decoder"):
+        part = getattr(model, trainable)
+        for p in part.parameters():
             p.requires_grad_(True)
-        return model.image_encoder
+        return part
     return model
+
+
+def _train_mode(model: Sam, trainable: str) -> None:
+    """Training mode for what trains; a frozen encoder stays in eval mode, so a decoder
+    fine-tuning leaves the distilled encoder's BatchNorm statistics as they were."""
+    model.train()
+    if trainable == "mask_decoder":
+        model.image_encoder.eval()
+        model.prompt_encoder.eval()
 
 
 def _step_seeds(cfg: SamTrainConfig, step: int) -> tuple[np.random.Generator, np.ndarray]:
@@ -263,7 +273,7 @@ def train_sam(
             },
         )
 
-    model.train()
+    _train_mode(model, cfg.trainable)
     bar = tqdm(
         total=cfg.steps,
         initial=first,
@@ -318,7 +328,7 @@ def train_sam(
             bar.write(f"step {done}: held-out 1-point mIoU vs GT {miou:.3f}")
             model.eval()
             save_checkpoint(model, out / MODEL_FILE, model.config)
-            model.train()
+            _train_mode(model, cfg.trainable)
             eval_seconds += time.perf_counter() - t_eval
             eval_cpu += time.process_time() - c_eval
             window += time.perf_counter() - t_eval  # keep evaluation out of the scenes/s rate
