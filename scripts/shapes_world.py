@@ -15,12 +15,16 @@ Stages (each skipped when its output already exists, so an interrupted run conti
                  mask decoder
 4. ``coupled_a`` the same student trained end to end on the mask losses, decoder from scratch
 5. ``coupled_b`` the same, under the teacher's frozen prompt encoder and mask decoder
-6. ``report``    evaluation on held-out scenes, parameters, CPU latency, figures,
+6. ``finetune``  the decoupled student's mask decoder fine-tuned on the mask losses for
+                 ``--finetune-steps`` (the paper's optional last step; encoders frozen)
+7. ``report``    evaluation on held-out scenes, parameters, CPU latency, figures,
                  ``results.json``; with ``--docs`` also ``docs/results.md`` and its figures;
                  with ``--ship`` the float16 teacher and student in ``src/mobilesam/assets``
 
 Students get equal budgets: the same steps, batch size, learning rate schedule, initial
-encoder weights and training scenes (``--student-scenes`` training seeds).
+encoder weights and training scenes (``--student-scenes`` training seeds). Each stage records
+its training CPU seconds (this process, all threads, monitor evaluations excluded) beside its
+monitor curve, for comparisons at equal compute (``scripts/shapes_seeds.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("scenes", "teacher", "decoupled", "coupled_a", "coupled_b", "report")
+STAGES = ("scenes", "teacher", "decoupled", "coupled_a", "coupled_b", "finetune", "report")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--student-steps", type=int, default=400)
     p.add_argument("--student-scenes", type=int, default=1000, help="training scenes of students")
     p.add_argument("--student-lr", type=float, default=1e-3)
+    p.add_argument("--finetune-steps", type=int, default=100, help="decoder fine-tuning steps")
+    p.add_argument("--finetune-lr", type=float, default=1e-4)
     p.add_argument("--heldout", type=int, default=100, help="held-out scenes for the report")
     p.add_argument("--monitor-every", type=int, default=50, help="student mIoU curve interval")
     p.add_argument("--docs", action="store_true", help="write docs/results.md and its figures")
@@ -62,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test, minutes)")
     args = p.parse_args(argv)
     if args.quick:
-        args.teacher_steps, args.student_steps = 20, 10
+        args.teacher_steps, args.student_steps, args.finetune_steps = 20, 10, 4
         args.student_scenes, args.heldout, args.monitor_every = 40, 6, 5
     return args
 
@@ -88,6 +94,18 @@ def coupled_recipe(args, out: Path, trainable: str):
         correction_rounds=1, lr=args.student_lr, warmup=40, trainable=trainable,
         train_scenes=args.student_scenes, eval_every=args.monitor_every, eval_scenes=32,
         log_every=10, threads=args.threads, seed=args.seed,
+    )  # fmt: skip
+
+
+def finetune_recipe(args, out: Path):
+    from mobilesam.training import SamTrainConfig
+
+    return SamTrainConfig(
+        out=str(out), steps=args.finetune_steps, batch_size=8, prompts_per_image=2,
+        correction_rounds=1, lr=args.finetune_lr, warmup=max(1, args.finetune_steps // 10),
+        trainable="mask_decoder", train_scenes=args.student_scenes,
+        eval_every=args.monitor_every, eval_scenes=32, log_every=10, threads=args.threads,
+        seed=args.seed,
     )  # fmt: skip
 
 
@@ -171,10 +189,10 @@ def stage_decoupled(args, work: Path) -> None:
     if (out / "done.json").is_file():
         return
     cache = work / "cache"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     teacher = load_teacher(None, teacher_ckpt)
     report = build_cache(cache, folder_source(work / "scenes" / "train"), teacher, batch_size=8)
-    cache_seconds = time.perf_counter() - t0
+    cache_seconds, cache_cpu = time.perf_counter() - t0, time.process_time() - c0
     print(report.summary())
     student = fresh_student(seed=args.seed)
     distiller = Distiller(distill_recipe(args, out / "run", cache), student=student, progress=True)
@@ -187,21 +205,26 @@ def stage_decoupled(args, work: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     curve = MetricsLog(out / "miou.jsonl")
     (out / "miou.jsonl").unlink(missing_ok=True)
-    train_seconds = 0.0
+    train_seconds, train_cpu = 0.0, 0.0
     step = 0
     while True:
         probe.image_encoder.load_state_dict(distiller.encoder.state_dict())
-        curve.write({"kind": "eval", "step": step, "miou_point_gt": point_miou(probe, monitor)})
+        miou = point_miou(probe, monitor)
+        curve.write({"kind": "eval", "step": step, "miou_point_gt": miou, "cpu_seconds": train_cpu})
         if step >= distiller.total_steps:
             break
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = distiller.train(stop_after=args.monitor_every)
         train_seconds += time.perf_counter() - t
+        train_cpu += time.process_time() - c
         step = result.step
     plot_curves(out / "run", out / "embedding_curves.png")
     with torch.no_grad():
         assemble(out / "run", teacher_ckpt, out / "model.safetensors")
-    done = {"steps": step, "train_seconds": train_seconds, "cache_seconds": cache_seconds}
+    done = {
+        "steps": step, "train_seconds": train_seconds, "cache_seconds": cache_seconds,
+        "cpu_seconds": train_cpu, "cache_cpu_seconds": cache_cpu,
+    }  # fmt: skip
     (out / "done.json").write_text(json.dumps(done))
 
 
@@ -216,7 +239,35 @@ def stage_coupled(args, work: Path, variant: str) -> None:
         model, trainable = fresh_student(seed=args.seed), "all"
     else:
         model, trainable = fresh_student(teacher_ckpt, args.seed), "image_encoder"
-    train_sam(model, coupled_recipe(args, out, trainable))
+    _record_cpu(out, train_sam(model, coupled_recipe(args, out, trainable)))
+
+
+def _record_cpu(out: Path, summary) -> None:
+    """Add the run's training CPU seconds to its done.json (written by train_sam)."""
+    done = out / "done.json"
+    if done.is_file():
+        info = json.loads(done.read_text())
+        info["cpu_seconds"] = summary.cpu_seconds
+        done.write_text(json.dumps(info))
+
+
+def stage_finetune(args, work: Path) -> None:
+    """Fine-tune the decoupled student's mask decoder (prompt encoder and encoder frozen)."""
+    from mobilesam.training import train_sam
+
+    out = work / "finetune"
+    if (out / "done.json").is_file():
+        return
+    model = _student_from(work / "decoupled" / "model.safetensors")
+    _record_cpu(out, train_sam(model, finetune_recipe(args, out)))
+
+
+def _student_from(path: Path):
+    if not path.is_file():
+        raise SystemExit(f"finetune needs the decoupled student first: no {path}")
+    from mobilesam.build import build_model
+
+    return build_model(checkpoint=path)
 
 
 def record_stage_time(work: Path, stage: str, seconds: float) -> None:
@@ -247,6 +298,8 @@ def main(argv=None) -> int:
             stage_decoupled(args, work)
         elif stage in ("coupled_a", "coupled_b"):
             stage_coupled(args, work, stage[-1])
+        elif stage == "finetune":
+            stage_finetune(args, work)
         elif stage == "report":
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             from shapes_world_report import make_report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ORDER = ("teacher", "decoupled", "coupled_a", "coupled_b")
+ORDER = ("teacher", "decoupled", "coupled_a", "coupled_b", "finetune")
 TABLE_HEAD = (
     "| model | 1 pt vs teacher | box vs teacher | 1 pt vs GT | box vs GT | encoder params "
     "| total params | encoder ms | decoder ms | training min |\n"

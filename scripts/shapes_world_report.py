@@ -19,6 +19,7 @@ MODELS = {
     "decoupled": "decoupled student (distilled, teacher's decoder)",
     "coupled_a": "coupled student (a): decoder trained jointly from scratch",
     "coupled_b": "coupled student (b): teacher's decoder frozen",
+    "finetune": "decoupled student, then its decoder fine-tuned",
 }
 
 
@@ -159,9 +160,11 @@ def make_report(args, work: Path, repo: Path) -> dict:
         "decoupled": work / "decoupled" / "model.safetensors",
         "coupled_a": work / "coupled_a" / "model.safetensors",
         "coupled_b": work / "coupled_b" / "model.safetensors",
+        "finetune": work / "finetune" / "model.safetensors",
     }
     models = {k: _load(p) for k, p in paths.items() if p.is_file()}
-    results: dict = {"models": {}, "settings": vars(args).copy()}
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results: dict = {"models": {}, "settings": settings}
     results["settings"]["torch_threads"] = torch.get_num_threads()
     results["settings"]["machine"] = f"{platform.processor() or platform.machine()}"
     evals = evaluate(models, work, args.heldout)
@@ -175,6 +178,8 @@ def make_report(args, work: Path, repo: Path) -> dict:
             "latency": lat[key],
             "train_seconds": done.get("train_seconds", done.get("seconds")),
             "cache_seconds": done.get("cache_seconds"),
+            "cpu_seconds": done.get("cpu_seconds"),
+            "cache_cpu_seconds": done.get("cache_cpu_seconds"),
             "steps": done.get("steps"),
             "eval": evals[key],
         }
@@ -192,7 +197,8 @@ def make_report(args, work: Path, repo: Path) -> dict:
     figs = work / "figures"
     example_figure(models, work, figs / "shapes_examples.png")
     student_curves(work, figs / "shapes_student_curves.png")
-    shutil.copy(work / "teacher" / "curves.png", figs / "shapes_teacher_curves.png")
+    if (work / "teacher" / "curves.png").is_file():  # not with --teacher-from
+        shutil.copy(work / "teacher" / "curves.png", figs / "shapes_teacher_curves.png")
     if (work / "decoupled" / "embedding_curves.png").is_file():
         shutil.copy(work / "decoupled" / "embedding_curves.png", figs / "shapes_distill_curves.png")
     if args.docs:
