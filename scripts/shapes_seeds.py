@@ -237,7 +237,10 @@ def main(argv=None) -> int:
         seed0 = args.out / f"seed{args.seeds[0]}"
         res = json.loads((seed0 / "results.json").read_text())
         models = {k: _load(seed0 / k / "model.safetensors") for k in ("teacher", "decoupled")}
-        ship(models, res, REPO)
+        from shapes_seeds_docs import command_line
+
+        one_line = command_line(summary["settings"]).replace(" \\\n    ", " ")
+        ship(models, res, REPO, one_line + " --ship")
     return 0
 
 

@@ -123,7 +123,7 @@ student trained four ways from the same initial weights, scenes and schedule:
 - **coupled (b)**: the same under the teacher's frozen prompt encoder and mask decoder.
 
 ```
-{_command(s)}
+{command_line(s)}
 ```
 
 Seeds {", ".join(map(str, seeds))} (a seed sets the student's initial weights and data order;
@@ -186,7 +186,8 @@ A difference is called consistent when every seed agrees on its sign and the mea
 """
 
 
-def _command(s: dict) -> str:
+def command_line(s: dict) -> str:
+    """The command that made these numbers (as run, with --docs)."""
     return (
         f".venv/bin/python scripts/shapes_seeds.py --teacher {s['teacher']} --out {s['out']} \\\n"
         f"    --seeds {' '.join(map(str, s['seeds']))} --parallel {s['parallel']} "

@@ -214,7 +214,9 @@ def make_report(args, work: Path, repo: Path) -> dict:
     return results
 
 
-def ship(models: dict, results: dict, repo: Path) -> None:
+def ship(models: dict, results: dict, repo: Path, command: str | None = None) -> None:
+    """Write the float16 teacher and decoupled student and their recipe (``command``: what
+    made them; default the shapes_world.py command of ``results``' settings)."""
     from mobilesam.training.assets import RECIPE_FILE, save_fp16
 
     assets = repo / "src" / "mobilesam" / "assets"
@@ -222,7 +224,8 @@ def ship(models: dict, results: dict, repo: Path) -> None:
     save_fp16(models["teacher"], assets / "shapes_teacher.safetensors")
     save_fp16(models["decoupled"], assets / "shapes_student.safetensors")
     recipe = {
-        "command": (
+        "command": command
+        or (
             "scripts/shapes_world.py --threads {threads} --teacher-steps {teacher_steps} "
             "--student-steps {student_steps} --student-scenes {student_scenes} "
             "--heldout {heldout} --docs --ship"
