@@ -18,6 +18,14 @@ def _ms(values: list[float]) -> str:
     return f"{a.mean():.3f} ± {sd:.3f}"
 
 
+def _hits(hits: list[dict | None]) -> str:
+    """Monitor mIoU over seeds at a budget, and the mean step it was reached at."""
+    hits = [h for h in hits if h]
+    if not hits:
+        return "n/a"
+    return f"{_ms([h['miou'] for h in hits])} at step {np.mean([h['step'] for h in hits]):.0f}"
+
+
 def _compare(a: list[float], b: list[float], what: str, name_a: str, name_b: str) -> str:
     """One sentence on ``a - b`` over seeds (paired by seed)."""
     d = np.asarray(a, float) - np.asarray(b, float)
@@ -37,7 +45,7 @@ def _compare(a: list[float], b: list[float], what: str, name_a: str, name_b: str
     )
 
 
-def render(summary: dict, records: dict, labels: dict) -> str:
+def render(summary: dict, records: dict, labels: dict, discussion: str = "") -> str:
     s = summary["settings"]
     seeds = summary["seeds"]
     es = summary["equal_steps"]
@@ -57,14 +65,16 @@ def render(summary: dict, records: dict, labels: dict) -> str:
         )
     t = es["teacher"]
     budget_min = [ec[x]["budget_cpu_s"] / 60 for x in seeds]
+    ft_min = [
+        ec[x]["finetune_budget_cpu_s"] / 60 for x in seeds if ec[x].get("finetune_budget_cpu_s")
+    ]
     comp_rows = []
     for key in ORDER:
-        vals = [ec[x][key]["miou"] for x in seeds if ec[x].get(key)]
-        steps = [ec[x][key]["step"] for x in seeds if ec[x].get(key)]
-        if not vals:
-            comp_rows.append(f"| {labels[key]} | not reached within the budget | |")
-            continue
-        comp_rows.append(f"| {labels[key]} | {_ms(vals)} | {np.mean(steps):.0f} |")
+        at_decoupled = [ec[x].get(key) for x in seeds]
+        at_finetune = [ec[x].get("at_finetune", {}).get(key) for x in seeds]
+        own = "(its fine-tuning starts at this budget)"
+        cells = [own if key == "finetune" else _hits(at_decoupled), _hits(at_finetune)]
+        comp_rows.append(f"| {labels[key]} | {cells[0]} | {cells[1]} |")
     per_seed = []
     for x in seeds:
         m = records[x]["results"]["models"]
@@ -86,8 +96,9 @@ def render(summary: dict, records: dict, labels: dict) -> str:
     def seeds_of(key: str, metric: str) -> list[float]:
         return es[key][metric]
 
-    def compute_of(key: str) -> list[float]:
-        return [ec[x][key]["miou"] if ec[x].get(key) else float("nan") for x in seeds]
+    def compute_of(key: str, budget: str = "decoupled") -> list[float]:
+        rows = [ec[x] if budget == "decoupled" else ec[x].get("at_finetune", {}) for x in seeds]
+        return [r[key]["miou"] if r.get(key) else float("nan") for r in rows]
 
     answer = []
     for metric, what in (("point_teacher", "one point vs teacher"), ("point_gt", "one point vs GT"),
@@ -106,7 +117,14 @@ def render(summary: dict, records: dict, labels: dict) -> str:
             _compare(compute_of("decoupled"), compute_of(other),
                      "equal compute, monitor one point vs GT", "decoupled", other.replace("_", " "))
         )  # fmt: skip
+    for other in ("coupled_a", "coupled_b"):
+        answer.append(
+            _compare(compute_of("finetune", "finetune"), compute_of(other, "finetune"),
+                     "equal compute at the fine-tuned student's cost, monitor one point vs GT",
+                     "fine-tuned", other.replace("_", " "))
+        )  # fmt: skip
     steps = s["student_steps"]
+    teacher_note = f": {s['teacher_note']}" if s.get("teacher_note") else ""
     return f"""# Shapes world: decoupled distillation against coupled training, over {n} seeds
 
 No pretrained SAM can be had here, so this is a world where everything is measurable: a
@@ -129,13 +147,14 @@ student trained four ways from the same initial weights, scenes and schedule:
 Seeds {", ".join(map(str, seeds))} (a seed sets the student's initial weights and data order;
 teacher, {s.get("student_scenes", 1000)} training scenes and {s["heldout"]} held-out scenes
 ({objects} objects) are shared). Students: {steps} optimizer steps of batch 8, one torch thread
-each, {s["parallel"]} seed(s) at a time on a `{s["machine"]}` machine. Cost is training **CPU time**
+each, {s["parallel"]} seed(s) at a time on `{s["machine"]}`. Cost is training **CPU time**
 (process time of the training alone, monitor evaluations excluded), so running seeds side by
 side does not bias it. Every number is mean ± sample standard deviation over the seeds.
 
-**Teacher** on the held-out scenes: one point {_ms(t["point_gt"])}, box {_ms(t["box_gt"])}
-against ground truth (the teacher targets of [teacher.md](teacher.md), 0.80 and 0.88, are not met:
-the comparison below is with the best teacher trained so far, not with a strong one).
+**Teacher**{teacher_note}. On the held-out scenes: one point {_ms(t["point_gt"])}, box
+{_ms(t["box_gt"])} against ground truth (the teacher targets of [teacher.md](teacher.md), 0.80
+and 0.88, are not met: the comparison below is with the best teacher trained so far, not with a
+strong one).
 
 ## Equal steps ({steps} steps each), held-out scenes
 
@@ -168,7 +187,10 @@ its monitor score (one point vs GT, 32 held-out monitor scenes, never used to ch
 at the last monitor point within that budget; a coupled student there is mid-schedule, as it
 would be if stopped at that cost.
 
-| student | monitor 1 pt vs GT at the budget | steps reached (mean) |
+The second column does the same at the fine-tuned student's whole cost (distillation plus
+fine-tuning, {_ms(ft_min)} CPU minutes): the paper's full recipe against the others at its price.
+
+| student | monitor 1 pt vs GT at the decoupled cost | at the fine-tuned cost |
 |---|---|---|
 {chr(10).join(comp_rows)}
 
@@ -180,6 +202,8 @@ A difference is called consistent when every seed agrees on its sign and the mea
 {MIN_GAP}; with {n} seeds that is the most these runs can support.
 
 {chr(10).join(answer)}
+
+{discussion}
 
 ![held-out scenes, seed {seeds[0]}: ground truth and each model's mask for one point]\
 (figures/shapes_examples.png)

@@ -214,15 +214,22 @@ def make_report(args, work: Path, repo: Path) -> dict:
     return results
 
 
-def ship(models: dict, results: dict, repo: Path, command: str | None = None) -> None:
-    """Write the float16 teacher and decoupled student and their recipe (``command``: what
-    made them; default the shapes_world.py command of ``results``' settings)."""
+def ship(
+    models: dict,
+    results: dict,
+    repo: Path,
+    command: str | None = None,
+    student: str = "decoupled",
+) -> None:
+    """Write the float16 teacher and a student (``student``: its key in ``models``) and their
+    recipe (``command``: what made them; default the shapes_world.py command of ``results``'
+    settings)."""
     from mobilesam.training.assets import RECIPE_FILE, save_fp16
 
     assets = repo / "src" / "mobilesam" / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     save_fp16(models["teacher"], assets / "shapes_teacher.safetensors")
-    save_fp16(models["decoupled"], assets / "shapes_student.safetensors")
+    save_fp16(models[student], assets / "shapes_student.safetensors")
     recipe = {
         "command": command
         or (
@@ -238,9 +245,10 @@ def ship(models: dict, results: dict, repo: Path, command: str | None = None) ->
                 "point_miou_vs_gt": results["models"][m]["eval"]["protocols"]["point"]["a_vs_gt"],
                 "box_miou_vs_gt": results["models"][m]["eval"]["protocols"]["box"]["a_vs_gt"],
             }
-            for k, m in (("shapes_teacher", "teacher"), ("shapes_student", "decoupled"))
+            for k, m in (("shapes_teacher", "teacher"), ("shapes_student", student))
         },
-        "params": {k: results["models"][k]["params"]["total"] for k in ("teacher", "decoupled")},
+        "params": {k: results["models"][k]["params"]["total"] for k in ("teacher", student)},
+        "student": results["models"][student]["label"],
         "storage": "float16 safetensors; load_shipped() returns float32 models",
     }
     (assets / RECIPE_FILE).write_text(json.dumps(recipe, indent=1))

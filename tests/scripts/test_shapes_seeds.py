@@ -82,5 +82,11 @@ def test_summary_and_answer_follow_the_numbers(tmp_path):
     at_cost = "monitor one point vs GT: decoupled - coupled a = +0.300 ± 0.000"
     assert f"{at_cost} (decoupled ahead in 3 of 3 seeds): **decoupled better**" in text
     assert "| 0.510 ± 0.010 |" in text  # decoupled's 1 pt vs GT over the seeds
+    # at the fine-tuned student's cost (100 CPU s) coupled (b) is at its step-50 point
+    assert summary["equal_compute"][2]["at_finetune"]["coupled_b"]["step"] == 50
+    assert (
+        "fine-tuned student's cost, monitor one point vs GT: fine-tuned - coupled b = +0.170"
+        in text
+    )
     plot = seeds.plot_curves(records, tmp_path / "curves.png")
     assert plot.stat().st_size > 0
