@@ -123,6 +123,16 @@ def render(summary: dict, records: dict, labels: dict, discussion: str = "") -> 
                      "equal compute at the fine-tuned student's cost, monitor one point vs GT",
                      "fine-tuned", other.replace("_", " "))
         )  # fmt: skip
+    sizes = []
+    for key in ("teacher", *ORDER):
+        m = first["models"].get(key)
+        if m is None or "params" not in m or "latency" not in m:
+            continue
+        sizes.append(
+            f"| {labels[key]} | {m['params']['image_encoder_forward'] / 1e6:.2f}M | "
+            f"{m['params']['total_forward'] / 1e6:.2f}M | {m['latency']['encoder_ms']:.1f} | "
+            f"{m['latency']['decoder_ms']:.1f} |"
+        )
     steps = s["student_steps"]
     teacher_note = f": {s['teacher_note']}" if s.get("teacher_note") else ""
     return f"""# Shapes world: decoupled distillation against coupled training, over {n} seeds
@@ -178,6 +188,14 @@ Two points (one foreground at the mask centre, one background at distance d, giv
 | student | {" | ".join(d.split("@")[1] for d in dists)} |
 |---|{"---|" * len(dists)}
 {chr(10).join(two_rows)}
+
+Size and CPU latency (seed {seeds[0]}'s report: median of 20 runs, batch 1, one thread, 256 px
+input, decoder with one point and three masks; measured while the other seeds' runs shared the
+two cores, so the milliseconds are rough):
+
+| model | encoder params | total params | encoder ms | decoder ms |
+|---|---|---|---|---|
+{chr(10).join(sizes)}
 
 ## Equal compute
 

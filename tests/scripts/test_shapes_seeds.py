@@ -28,7 +28,12 @@ def _eval(point_gt: float, point_t: float) -> dict:
         "box": {"objects": 10, "a_vs_gt": point_gt + 0.1, "a_vs_b": point_t + 0.1},
         "two_points@100": {"objects": 10, "a_vs_gt": 0.5, "a_vs_b": 0.5},
     }
-    return {"eval": {"protocols": prot}}
+    params = {"image_encoder_forward": 4.5e5, "total_forward": 1.2e6}
+    return {
+        "eval": {"protocols": prot},
+        "params": params,
+        "latency": {"encoder_ms": 20.0, "decoder_ms": 5.0},
+    }
 
 
 def _record(shift: float) -> dict:
@@ -82,6 +87,7 @@ def test_summary_and_answer_follow_the_numbers(tmp_path):
     at_cost = "monitor one point vs GT: decoupled - coupled a = +0.300 ± 0.000"
     assert f"{at_cost} (decoupled ahead in 3 of 3 seeds): **decoupled better**" in text
     assert "| 0.510 ± 0.010 |" in text  # decoupled's 1 pt vs GT over the seeds
+    assert "| teacher | 0.45M | 1.20M | 20.0 | 5.0 |" in text
     # at the fine-tuned student's cost (100 CPU s) coupled (b) is at its step-50 point
     assert summary["equal_compute"][2]["at_finetune"]["coupled_b"]["step"] == 50
     assert (
