@@ -37,6 +37,15 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 STUDENTS = ("decoupled", "finetune", "coupled_a", "coupled_b")
+LABELS = {
+    "teacher": "teacher",
+    "decoupled": "decoupled (distilled, teacher's decoder)",
+    "finetune": "decoupled + decoder fine-tuned",
+    "coupled_a": "coupled (a): decoder from scratch",
+    "coupled_b": "coupled (b): teacher's decoder frozen",
+}
+
+
 CURVES = {  # model -> its monitor curve, relative to a seed's folder
     "decoupled": "decoupled/miou.jsonl",
     "finetune": "finetune/metrics.jsonl",
@@ -81,6 +90,7 @@ def run_seed(args, seed: int) -> int:
     ]  # fmt: skip
     if args.quick:
         cmd.append("--quick")
+    print(f"seed {seed}: running (stages and progress in {work}/log.txt)", flush=True)
     with open(work / "log.txt", "a") as log:
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
     print(f"seed {seed}: {'done' if code == 0 else f'failed ({code}), see {work}/log.txt'}")
@@ -103,6 +113,9 @@ def curve(path: Path, offset_cpu: float = 0.0, offset_step: int = 0) -> list[tup
 
 def seed_record(work: Path) -> dict:
     """A finished seed's held-out results, costs and monitor curves."""
+    if not (work / "results.json").is_file():
+        raise SystemExit(f"{work}: no results.json (that seed has not finished; run without "
+                         "--aggregate-only to finish it)")  # fmt: skip
     res = json.loads((work / "results.json").read_text())
     models = res["models"]
     dec = models["decoupled"]
@@ -118,11 +131,6 @@ def seed_record(work: Path) -> dict:
         else:
             curves[key] = curve(work / rel)
     return {"results": res, "curves": curves}
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    a = np.asarray(values, float)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
 def at_budget(points: list[tuple], budget: float) -> tuple[float, int] | None:
@@ -201,15 +209,6 @@ def plot_curves(records: dict[int, dict], out: Path) -> Path:
     fig.savefig(out, dpi=85)
     plt.close(fig)
     return out
-
-
-LABELS = {
-    "teacher": "teacher",
-    "decoupled": "decoupled (distilled, teacher's decoder)",
-    "finetune": "decoupled + decoder fine-tuned",
-    "coupled_a": "coupled (a): decoder from scratch",
-    "coupled_b": "coupled (b): teacher's decoder frozen",
-}
 
 
 def main(argv=None) -> int:
