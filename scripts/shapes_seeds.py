@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
 STUDENTS = ("decoupled", "finetune", "coupled_a", "coupled_b")
 LABELS = {
     "teacher": "teacher",
@@ -102,13 +103,13 @@ def run_seed(args, seed: int) -> int:
 
 def curve(path: Path, offset_cpu: float = 0.0, offset_step: int = 0) -> list[tuple]:
     """(step, cpu_seconds, mIoU) of a monitor curve; the step-0 point has no CPU time yet."""
-    points = []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        if r.get("kind") == "eval" and "miou_point_gt" in r:
-            cpu = r.get("cpu_seconds", 0.0)
-            points.append((r["step"] + offset_step, cpu + offset_cpu, r["miou_point_gt"]))
-    return points
+    from mobilesam.distill.report import read_metrics
+
+    return [
+        (r["step"] + offset_step, r.get("cpu_seconds", 0.0) + offset_cpu, r["miou_point_gt"])
+        for r in read_metrics(path)
+        if r.get("kind") == "eval" and "miou_point_gt" in r
+    ]
 
 
 def seed_record(work: Path) -> dict:
@@ -225,7 +226,6 @@ def main(argv=None) -> int:
     records = {s: seed_record(args.out / f"seed{s}") for s in args.seeds}
     summary = summarise(records)
     summary["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    sys.path.insert(0, str(REPO / "src"))
     from mobilesam.backends.cpu import cpu_signature
 
     summary["settings"]["machine"] = cpu_signature()

@@ -239,16 +239,7 @@ def stage_coupled(args, work: Path, variant: str) -> None:
         model, trainable = fresh_student(seed=args.seed), "all"
     else:
         model, trainable = fresh_student(teacher_ckpt, args.seed), "image_encoder"
-    _record_cpu(out, train_sam(model, coupled_recipe(args, out, trainable)))
-
-
-def _record_cpu(out: Path, summary) -> None:
-    """Add the run's training CPU seconds to its done.json (written by train_sam)."""
-    done = out / "done.json"
-    if done.is_file():
-        info = json.loads(done.read_text())
-        info["cpu_seconds"] = summary.cpu_seconds
-        done.write_text(json.dumps(info))
+    train_sam(model, coupled_recipe(args, out, trainable))
 
 
 def stage_finetune(args, work: Path) -> None:
@@ -258,16 +249,12 @@ def stage_finetune(args, work: Path) -> None:
     out = work / "finetune"
     if (out / "done.json").is_file():
         return
-    model = _student_from(work / "decoupled" / "model.safetensors")
-    _record_cpu(out, train_sam(model, finetune_recipe(args, out)))
+    student = work / "decoupled" / "model.safetensors"
+    if not student.is_file():
+        raise SystemExit(f"finetune needs the decoupled student first: no {student}")
+    from mobilesam.loading import load_model
 
-
-def _student_from(path: Path):
-    if not path.is_file():
-        raise SystemExit(f"finetune needs the decoupled student first: no {path}")
-    from mobilesam.build import build_model
-
-    return build_model(checkpoint=path)
+    train_sam(load_model(None, student), finetune_recipe(args, out))
 
 
 def record_stage_time(work: Path, stage: str, seconds: float) -> None:

@@ -122,12 +122,6 @@ def prompt_side(model: Sam) -> Sam:
     return clone.eval()
 
 
-def _export_decoder(model: Sam, path: str) -> None:
-    from ..export.onnx import export_decoder
-
-    export_decoder(model, path)
-
-
 def export_apart(model: Sam, path: str | Path) -> None:
     """Export ``model``'s decoder graph to ``path`` from a child process.
 
@@ -138,6 +132,8 @@ def export_apart(model: Sam, path: str | Path) -> None:
     gets a copy of the prompt side only (:func:`prompt_side`, a few MB) and raises
     its error here.
     """
+    from ..export.onnx import export_decoder
+
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        pool.submit(_export_decoder, prompt_side(model), str(path)).result()
+        pool.submit(export_decoder, prompt_side(model), str(path)).result()

@@ -103,12 +103,13 @@ def _trainable_parameters(model: Sam, trainable: str) -> nn.Module:
 
 
 def _train_mode(model: Sam, trainable: str) -> None:
-    """Training mode for what trains; a frozen encoder stays in eval mode, so a decoder
-    fine-tuning leaves the distilled encoder's BatchNorm statistics as they were."""
+    """Training mode for what trains; frozen parts stay in eval mode (so a decoder
+    fine-tuning leaves the distilled encoder's BatchNorm statistics as they were)."""
     model.train()
-    if trainable == "mask_decoder":
-        model.image_encoder.eval()
-        model.prompt_encoder.eval()
+    if trainable != "all":
+        for name, part in model.named_children():
+            if name != trainable:
+                part.eval()
 
 
 def _step_seeds(cfg: SamTrainConfig, step: int) -> tuple[np.random.Generator, np.ndarray]:
@@ -349,7 +350,10 @@ def train_sam(
     train_seconds = seconds - eval_seconds
     finished = done == cfg.steps
     if finished:
-        info = {"steps": cfg.steps, "seconds": seconds, "train_seconds": train_seconds}
+        info = {
+            "steps": cfg.steps, "seconds": seconds, "train_seconds": train_seconds,
+            "cpu_seconds": cpu_seconds(),
+        }  # fmt: skip
         (out / "done.json").write_text(json.dumps(info))
     plot_training_curves(out)
     return TrainSummary(out, done, seconds, train_seconds, miou, finished, cpu_seconds())
