@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 TARGETS = {"point_miou": 0.80, "box_miou": 0.88, "everything_recall": 0.80}
@@ -43,6 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--focal-gamma", type=float, default=2.0,
         help="focal loss exponent (SAM: 2; 0: class-weighted cross-entropy)",
+    )  # fmt: skip
+    p.add_argument(
+        "--stem", choices=("patch", "conv"), default="patch",
+        help="the encoder's patch embedding: SAM's strided convolution or a 3x3 convolution stack",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--evaluate", action="store_true", help="score the current weights, no training")
@@ -75,8 +80,9 @@ def train(args: argparse.Namespace) -> int:
     from mobilesam.training import train_sam
     from mobilesam.training.models import SHAPES_TEACHER
 
+    config = SHAPES_TEACHER.replace(encoder=replace(SHAPES_TEACHER.encoder, stem=args.stem))
     torch.manual_seed(args.seed)
-    model = build_sam(SHAPES_TEACHER)
+    model = build_sam(config)
     budget = None if args.minutes is None else 60.0 * args.minutes
     summary = train_sam(model, recipe(args), resume=True, budget_seconds=budget)
     state = "finished" if summary.finished else "stopped (resume with the same command)"

@@ -74,6 +74,7 @@ def build_image_encoder(config: SamConfig) -> nn.Module:
         out_chans=config.prompt_embed_dim,
         window_size=enc.window_size,
         global_attn_indexes=enc.global_attn_indexes,
+        stem=enc.stem,
     )
 
 

@@ -41,6 +41,7 @@ class ViTConfig:
     patch_size: int = 16
     mlp_ratio: float = 4.0
     kind: str = "vit"
+    stem: str = "patch"  # "patch" (SAM's, one strided convolution) or "conv" (3x3 convolutions)
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,59 @@ def test_attention_biases_loaded_after_eval_are_used(small_model):
         model.load_state_dict(sd)  # loaded after eval(), no further eval() call
         after = model.image_encoder(x)
     assert not torch.allclose(before, after)
+
+
+def _stem_config(stem: str) -> SamConfig:
+    from mobilesam.build import ViTConfig
+
+    enc = ViTConfig(embed_dim=64, depth=2, num_heads=2, global_attn_indexes=(1,), stem=stem)
+    return SamConfig(f"vit_{stem}_stem_test", enc, image_size=128, prompt_embed_dim=64)
+
+
+def test_conv_stem_gives_the_patch_grid_and_travels_with_the_checkpoint(tmp_path):
+    from mobilesam.checkpoint import save_checkpoint
+    from mobilesam.loading import load_model
+    from mobilesam.modeling.image_encoder import ConvStem, PatchEmbed
+
+    x = torch.randn(2, 3, 128, 128)
+    torch.manual_seed(0)
+    conv = build_sam(_stem_config("conv")).eval()
+    patch = build_sam(_stem_config("patch")).eval()
+    assert isinstance(conv.image_encoder.patch_embed, ConvStem)
+    assert isinstance(patch.image_encoder.patch_embed, PatchEmbed)
+    with torch.no_grad():
+        tokens = conv.image_encoder.patch_embed(x)
+        assert tokens.shape == patch.image_encoder.patch_embed(x).shape == (2, 8, 8, 64)
+        emb = conv.image_encoder(x)
+    assert emb.shape == (2, 64, 8, 8)
+
+    # the stem is part of the recorded config, so a checkpoint rebuilds the same network
+    path = save_checkpoint(conv, tmp_path / "conv.safetensors", config=_stem_config("conv"))
+    again = load_model(None, path)
+    assert again.config.encoder.stem == "conv"
+    with torch.no_grad():
+        assert torch.equal(again.image_encoder(x), emb)
+
+    # the optimised inference copy (BatchNorm folding, fused attention) computes the same
+    from mobilesam.inference.optimize import optimize_model
+
+    fast = optimize_model(again)
+    with torch.no_grad():
+        torch.testing.assert_close(fast.image_encoder(x), emb, rtol=1e-4, atol=1e-4)
+
+
+def test_configs_recorded_before_the_stem_setting_read_as_patch():
+    cfg = _stem_config("conv")
+    assert SamConfig.from_json(cfg.to_json()) == cfg
+    old = json.loads(cfg.to_json())
+    del old["encoder"]["stem"]
+    assert SamConfig.from_json(json.dumps(old)).encoder.stem == "patch"
+
+
+def test_bad_stems_are_clear_errors():
+    from mobilesam.modeling.image_encoder import ConvStem
+
+    with pytest.raises(ValueError, match="unknown stem 'pixel'.*conv"):
+        build_sam(_stem_config("pixel"))
+    with pytest.raises(ValueError, match="power-of-two patch size, got 12"):
+        ConvStem(12, 3, 64)

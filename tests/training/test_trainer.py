@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -144,6 +145,27 @@ def test_a_checkpoint_older_than_a_setting_resumes_at_its_default(tmp_path):
     with pytest.raises(ValueError, match="train.focal_gamma"):
         train_sam(_fresh_student(), other, progress=False, resume=True)
     assert train_sam(_fresh_student(), _resumable(run), progress=False, resume=True).finished
+
+
+def test_a_checkpoint_older_than_a_model_setting_resumes_at_its_default(tmp_path):
+    from mobilesam.distill.run_state import load_state, save_state
+
+    def teacher(stem: str):
+        torch.manual_seed(0)
+        enc = replace(SHAPES_TEACHER.encoder, depth=1, global_attn_indexes=(0,), stem=stem)
+        return build_sam(SHAPES_TEACHER.replace(image_size=64, encoder=enc))
+
+    run = tmp_path / "r"
+    train_sam(teacher("patch"), _resumable(run), progress=False, budget_seconds=0)
+    path = run / "checkpoint.pt"
+    state = load_state(path)
+    identity = json.loads(state["identity"])
+    del identity["model"]["encoder"]["stem"]  # as written before the setting existed
+    state["identity"] = json.dumps(identity)
+    save_state(path, state)
+    with pytest.raises(ValueError, match="model.encoder"):
+        train_sam(teacher("conv"), _resumable(run), progress=False, resume=True)
+    assert train_sam(teacher("patch"), _resumable(run), progress=False, resume=True).finished
 
 
 def test_rendering_in_worker_processes_trains_the_same_weights(tmp_path):

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import save_checkpoint
+from ..config import SamConfig
 from ..data.shapes import SPLITS, Scene, ShapesConfig, render_scene
 from ..distill.run_state import capture_rng, load_state, restore_rng, save_state
 from ..modeling import Sam
@@ -143,7 +144,8 @@ def _resume_state(out: Path, identity: dict) -> dict | None:
 
     A checkpoint of another recipe (training config, model or scenes differ) is refused with
     the differing keys named, so a resume never silently mixes two runs. A training setting
-    added after the checkpoint was written counts as its default there (the run used it).
+    or model setting added after the checkpoint was written counts as its default there (the
+    run used it).
     """
     path = out / CHECKPOINT_FILE
     if not path.is_file():
@@ -152,6 +154,10 @@ def _resume_state(out: Path, identity: dict) -> dict | None:
     saved = json.loads(state["identity"])
     if isinstance(saved.get("train"), dict):
         saved["train"] = {**_train_defaults(), **saved["train"]}
+    try:  # read the model back through its config, which fills in later settings' defaults
+        saved["model"] = json.loads(SamConfig.from_json(json.dumps(saved["model"])).to_json())
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass  # not a config this version can read: the comparison below names the difference
     if saved != identity:
         diff = sorted(
             f"{part}.{k}"
