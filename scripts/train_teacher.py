@@ -56,6 +56,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="with --evaluate: score the teacher shipped in the package instead (for comparison)",
     )
+    p.add_argument(
+        "--compare", type=Path, nargs="+", default=None, metavar="RUN",
+        help="draw these run folders' monitor curves (by step and by training CPU minutes) "
+        "into --out as compare_steps.png and compare_cpu.png, no training",
+    )  # fmt: skip
     p.add_argument("--scenes", type=int, default=100, help="held-out scenes to evaluate on")
     p.add_argument("--start", type=int, default=0, help="first held-out seed (offset)")
     return p.parse_args(argv)
@@ -151,8 +156,42 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare(args: argparse.Namespace) -> int:
+    from mobilesam.distill.report import read_metrics
+    from mobilesam.training.report import plot_comparison
+
+    curves = []
+    for run in args.compare:
+        try:
+            records = read_metrics(run)
+        except FileNotFoundError as e:
+            print(e, file=sys.stderr)
+            return 2
+        evals = [r for r in records if r.get("kind") == "eval" and "miou_point_gt" in r]
+        curves.append((run.name, evals))
+    args.out.mkdir(parents=True, exist_ok=True)
+    title = "teacher monitor: 1-point mIoU vs GT (32 held-out scenes)"
+    by_step = [(name, [(r["step"], r["miou_point_gt"]) for r in ev]) for name, ev in curves]
+    by_cpu = [  # the step-0 record has no CPU time; runs logged before the counter have none
+        (name, [(r["cpu_seconds"] / 60, r["miou_point_gt"]) for r in ev if "cpu_seconds" in r])
+        for name, ev in curves
+    ]
+    for path in (
+        plot_comparison(by_step, args.out / "compare_steps.png", "step", "mIoU", title),
+        plot_comparison(by_cpu, args.out / "compare_cpu.png", "training CPU min", "mIoU", title),
+    ):
+        print(f"wrote {path}")
+    for name, ev in curves:
+        last = ev[-1] if ev else {}
+        print(f"{name}: last monitor {last.get('miou_point_gt', float('nan')):.3f} "
+              f"at step {last.get('step')}")  # fmt: skip
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.compare:
+        return compare(args)
     return evaluate(args) if args.evaluate else train(args)
 
 

@@ -48,3 +48,26 @@ def test_the_shipped_teacher_is_scored_the_same_way(tmp_path, capsys):
 def test_evaluate_without_weights_is_a_clear_error(tmp_path, capsys):
     assert _script().main(["--out", str(tmp_path / "none"), "--evaluate"]) == 2
     assert "no weights" in capsys.readouterr().err
+
+
+def test_compare_draws_the_runs_monitor_curves(tmp_path, capsys):
+    runs = []
+    for name, values in (("a", (0.1, 0.4)), ("b", (0.2, 0.6))):
+        run = tmp_path / name
+        run.mkdir()
+        lines = [{"kind": "eval", "step": 0, "miou_point_gt": 0.0, "seconds": 0.0}]
+        lines += [
+            {"kind": "eval", "step": 250 * i, "miou_point_gt": v, "cpu_seconds": 60.0 * i}
+            for i, v in enumerate(values, 1)
+        ]
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+        runs.append(str(run))
+    out = tmp_path / "cmp"
+    assert _script().main(["--compare", *runs, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "a: last monitor 0.400 at step 500" in printed
+    assert "b: last monitor 0.600 at step 500" in printed
+    assert (out / "compare_steps.png").stat().st_size > 0
+    assert (out / "compare_cpu.png").stat().st_size > 0
+    assert _script().main(["--compare", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "no metrics log" in capsys.readouterr().err
