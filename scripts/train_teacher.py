@@ -147,6 +147,12 @@ def evaluate(args: argparse.Namespace) -> int:
         verdict = "n/a" if value is None else ("met" if value >= target else "missed")
         print(f"{key:18s} {value if value is None else round(value, 3)!s:>6}  "
               f"target {target:.2f}  {verdict}")  # fmt: skip
+    print(
+        f"one point: best of its three masks (oracle) {q.point_oracle_miou:.3f}; by size "
+        + ", ".join(f"{k} {v:.3f}" for k, v in q.by_size("point").items())
+        + "; by kind "
+        + ", ".join(f"{k} {v:.3f}" for k, v in q.by_kind("point").items())
+    )
     print(f"masks per scene {rec['masks_per_scene']}, {q.objects} objects in {q.scenes} scenes")
     print(
         f"one-click masks the generator's filters would keep: {q.point_passes_filters:.1%} "

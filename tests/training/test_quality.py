@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobilesam.training.quality import evaluate_quality, found_objects
+from mobilesam.training.quality import SIZE_BINS, evaluate_quality, found_objects
 
 
 def test_found_objects_counts_ground_truth_hit_at_the_threshold():
@@ -55,6 +55,19 @@ def test_point_quality_matches_the_trainers_monitor():
     weighted = sum(by_kind[k] * counts[k] for k in by_kind) / q.objects
     assert weighted == pytest.approx(q.point_miou)  # per-kind means split the same objects
     assert set(q.to_dict()["box_miou_by_kind"]) == set(by_kind)
+    # the oracle picks the best of the three masks, so it is never below the chosen one
+    assert all(o >= p for o, p in zip(q.per_object["point_oracle"], q.per_object["point"]))
+    assert q.point_oracle_miou >= q.point_miou
+    area = [float(m.mean()) for s in scenes for m in s.masks]
+    assert q.per_object["area"] == pytest.approx(area)
+    sizes = q.by_size("point")
+    values, area = np.asarray(q.per_object["point"]), np.asarray(area)
+    expected = {
+        name: values[(area >= lo) & (area < hi)].mean()
+        for name, lo, hi in SIZE_BINS
+        if ((area >= lo) & (area < hi)).any()
+    }
+    assert sizes == pytest.approx(expected) and len(sizes) >= 2
 
 
 def test_one_click_filters_are_those_of_the_generator():

@@ -14,7 +14,10 @@ Three numbers on held-out scenes, each through the public inference API
 Why segment-everything misses an object is mostly visible from the one-click mask already (a
 grid point inside an object asks what the click asks): ``point_passes_filters`` is the share of
 objects whose one-click mask passes the generator's predicted-IoU and stability filters, with
-the per-object predicted IoU and stability score kept beside it.
+the per-object predicted IoU and stability score kept beside it. ``point_oracle_miou`` (the
+best of the three one-click masks, as the SAM paper's "oracle" reports it) and the means by
+object size (:meth:`Quality.by_size`) tell whether a weak one-click number comes from choosing
+among good masks or from the masks themselves, and whether small objects carry it.
 
 Which scenes: the caller says (``split_seeds("heldout", n, start)``). The trainer monitors
 another slice of the held-out range (:data:`~mobilesam.training.trainer.MONITOR_OFFSET`), so
@@ -32,6 +35,8 @@ import numpy as np
 from ..data.shapes import Scene
 from ..inference.masks import mask_iou
 
+SIZE_BINS = (("small <1%", 0.0, 0.01), ("medium 1-4%", 0.01, 0.04), ("large >=4%", 0.04, 1.01))
+
 
 @dataclass
 class Quality:
@@ -44,6 +49,7 @@ class Quality:
     everything_recall: float | None
     masks_per_scene: float | None
     point_passes_filters: float  # one-click masks that the generator's filters would keep
+    point_oracle_miou: float  # the best of the three one-click masks, chosen by ground truth
     per_object: dict[str, list[float]] = field(default_factory=dict, repr=False)
     kinds: list[str] = field(default_factory=list, repr=False)  # shape of each object
 
@@ -53,11 +59,23 @@ class Quality:
         kinds = np.asarray(self.kinds[: len(values)])
         return {k: float(values[kinds == k].mean()) for k in sorted(set(kinds.tolist()))}
 
+    def by_size(self, metric: str = "point") -> dict[str, float]:
+        """Mean of a per-object metric by visible area (share of the image), in three bins."""
+        values = np.asarray(self.per_object.get(metric, []), dtype=float)
+        area = np.asarray(self.per_object.get("area", []), dtype=float)[: len(values)]
+        out = {}
+        for name, lo, hi in SIZE_BINS:
+            inside = (area >= lo) & (area < hi)
+            if inside.any():
+                out[name] = float(values[inside].mean())
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """The summary numbers (per-object lists left out), with the per-kind means."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
         d["point_miou_by_kind"] = self.by_kind("point")
         d["box_miou_by_kind"] = self.by_kind("box")
+        d["point_miou_by_size"] = self.by_size("point")
         return d
 
 
@@ -100,7 +118,7 @@ def evaluate_quality(
     )
     predictor = SamPredictor(model)
     generator = SamAutomaticMaskGenerator(model, **options) if everything else None
-    point, box, recall, masks, kinds = [], [], [], [], []
+    point, oracle, area, box, recall, masks, kinds = [], [], [], [], [], [], []
     pred_iou, stability = [], []
     count = 0
     for scene in scenes:
@@ -114,7 +132,10 @@ def evaluate_quality(
                 point_coords=center_point(gt)[None], point_labels=np.array([1]), return_logits=True
             )
             best = int(np.argmax(scores))
-            point.append(float(mask_iou(logits[best] > model.mask_threshold, gt)))
+            ious = [float(mask_iou(lg > model.mask_threshold, gt)) for lg in logits]
+            point.append(ious[best])
+            oracle.append(max(ious))
+            area.append(float(gt.mean()))
             pred_iou.append(float(scores[best]))
             stable = calculate_stability_score(
                 torch.from_numpy(logits[best]), model.mask_threshold, offset
@@ -142,8 +163,11 @@ def evaluate_quality(
         )
         if point
         else float("nan"),
+        point_oracle_miou=float(np.mean(oracle)) if oracle else float("nan"),
         per_object={
             "point": point,
+            "point_oracle": oracle,
+            "area": area,
             "box": box,
             "everything": [float(r) for r in recall],
             "point_pred_iou": pred_iou,
