@@ -1,4 +1,5 @@
-"""BatchNorm folding: TinyViT's ``Conv2dBN`` blocks become one convolution with a bias.
+"""BatchNorm folding: TinyViT's ``Conv2dBN`` blocks, and a convolution followed by a
+BatchNorm in a ``Sequential`` (the ViT's convolutional stem), become one convolution with a bias.
 
 In eval mode ``bn(conv(x))`` is an affine function of ``conv(x)``, so its scale
 and shift fold into the convolution's weights and bias. The fold is computed in
@@ -37,11 +38,19 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 def fold_batchnorm(module: nn.Module) -> int:
-    """Replace every TinyViT ``Conv2dBN`` in ``module`` (in place); returns the count."""
+    """Fold every TinyViT ``Conv2dBN`` and every Conv2d -> BatchNorm2d pair of a ``Sequential``
+    in ``module`` (in place, the BatchNorm becoming an identity); returns the count."""
     count = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, tv.Conv2dBN):
                 setattr(parent, name, fold_conv_bn(child.c, child.bn))
                 count += 1
+        if isinstance(parent, nn.Sequential):
+            layers = list(parent)
+            for i in range(len(layers) - 1):
+                conv, bn = layers[i], layers[i + 1]
+                if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d:
+                    parent[i], parent[i + 1] = fold_conv_bn(conv, bn), nn.Identity()
+                    count += 1
     return count
