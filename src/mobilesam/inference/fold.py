@@ -46,7 +46,7 @@ def fold_batchnorm(module: nn.Module) -> int:
             if isinstance(child, tv.Conv2dBN):
                 setattr(parent, name, fold_conv_bn(child.c, child.bn))
                 count += 1
-        if isinstance(parent, nn.Sequential):
+        if isinstance(parent, nn.Sequential) and not isinstance(parent, tv.Conv2dBN):
             layers = list(parent)
             for i in range(len(layers) - 1):
                 conv, bn = layers[i], layers[i + 1]
