@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from mobilesam import SamPredictor
+from mobilesam import SamPredictor, build_model
 from mobilesam.inference.fast_predictor import FastPredictor
 from mobilesam.inference.fold import fold_conv_bn
 from mobilesam.inference.fused_attention import FusedDecoderAttention, FusedTinyViTAttention
@@ -29,6 +29,16 @@ def test_fold_conv_bn_matches_conv_then_bn():
     x = torch.randn(2, 8, 15, 17)
     fused = fold_conv_bn(conv, bn)
     torch.testing.assert_close(fused(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
+
+
+def test_every_batchnorm_of_tinyvit_is_folded_once():
+    from mobilesam.inference.fold import fold_batchnorm
+
+    with torch.device("meta"):
+        encoder = build_model("vit_t", image_size=256).image_encoder
+    norms = sum(isinstance(m, nn.BatchNorm2d) for m in encoder.modules())
+    assert norms > 0 and fold_batchnorm(encoder) == norms
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in encoder.modules())
 
 
 def test_original_model_is_left_alone(small_model):
