@@ -46,6 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="focal loss exponent (SAM: 2; 0: class-weighted cross-entropy)",
     )  # fmt: skip
     p.add_argument(
+        "--focal-alpha", type=float, default=0.25,
+        help="focal loss weight of foreground pixels (background: 1 - alpha; negative: none)",
+    )  # fmt: skip
+    p.add_argument(
         "--stem", choices=("patch", "conv"), default="patch",
         help="the encoder's patch embedding: SAM's strided convolution or a 3x3 convolution stack",
     )  # fmt: skip
@@ -75,6 +79,7 @@ def recipe(args: argparse.Namespace):
         warmup=args.warmup, eval_every=250, eval_scenes=32, checkpoint_every=50,
         log_every=10, threads=args.threads, seed=args.seed, device=args.device,
         render_workers=args.render_workers, focal_gamma=args.focal_gamma,
+        focal_alpha=args.focal_alpha,
     )  # fmt: skip
 
 

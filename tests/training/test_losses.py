@@ -37,6 +37,28 @@ def test_focal_exponent_zero_is_class_weighted_cross_entropy():
     assert grads[1] > 2 * grads[0]
 
 
+def test_focal_alpha_weighs_foreground_against_background():
+    logits = torch.tensor([[[0.7, -0.3]]])
+    target = torch.tensor([[[1.0, 0.0]]])
+    fg, bg = (float(sigmoid_focal_loss(logits[..., i : i + 1], target[..., i : i + 1], alpha=-1))
+              for i in (0, 1))  # fmt: skip
+    for alpha in (0.25, 0.5, 0.9):
+        got = float(sigmoid_focal_loss(logits, target, alpha=alpha))
+        assert math.isclose(got, (alpha * fg + (1 - alpha) * bg) / 2, rel_tol=1e-5)
+    # the training loss passes it on: more foreground weight, more pull on a foreground pixel
+    gt = torch.zeros(1, 4, 4, dtype=torch.bool)
+    gt[0, :2] = True
+    logits = torch.zeros((1, 1, 4, 4), requires_grad=True)
+    pulls = []
+    for alpha in (0.25, 0.5):
+        logits.grad = None
+        sam_mask_loss(logits, torch.ones(1, 1), gt, dice_weight=0.0, focal_alpha=alpha)[
+            0
+        ].backward()
+        pulls.append(-float(logits.grad[0, 0, 0, 0]))
+    assert pulls[0] > 0 and math.isclose(pulls[1], 2 * pulls[0], rel_tol=1e-6)
+
+
 def test_dice_and_iou_at_the_extremes():
     gt = torch.zeros(1, 8, 8)
     gt[0, 2:6, 2:6] = 1

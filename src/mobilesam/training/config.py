@@ -18,7 +18,8 @@ class SamTrainConfig:
     objects per scene, prompts a ``box_fraction`` of them with a jittered box and the rest
     with one point inside the mask, then runs ``correction_rounds`` more decoder passes,
     each adding a click in the previous error region and feeding the previous low-res
-    logits as the mask prompt. Loss: ``focal_weight`` * focal (exponent ``focal_gamma``) +
+    logits as the mask prompt. Loss: ``focal_weight`` * focal (exponent ``focal_gamma``, foreground
+    weight ``focal_alpha``) +
     ``dice_weight`` * dice on the best of the three multimask outputs (single-point round)
     or on the single output (box and multi-click rounds), plus ``iou_weight`` * MSE of the
     IoU prediction, with logits upsampled to the input size. AdamW with linear warm-up and
@@ -54,6 +55,7 @@ class SamTrainConfig:
     grad_clip: float = 1.0
     focal_weight: float = 20.0
     focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
     dice_weight: float = 1.0
     iou_weight: float = 1.0
     max_box_jitter: float = 5.0

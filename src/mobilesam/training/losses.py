@@ -45,17 +45,20 @@ def sam_mask_loss(
     dice_weight: float = 1.0,
     iou_weight: float = 1.0,
     focal_gamma: float = 2.0,
+    focal_alpha: float = 0.25,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """Loss of NxMxHxW ``logits`` with Nx M ``iou_pred`` against NxHxW ``gt``.
 
     Per prompt set the mask with the lowest focal + dice loss is the one trained
     (M = 1 makes this plain SAM loss). The IoU head is trained on every output with the
     actual IoU of its thresholded mask (no gradient into the masks). ``focal_gamma`` 0
-    makes the focal term a class-weighted cross-entropy. Returns the mean
-    total loss, its parts (detached means) and the chosen mask index per prompt set (N).
+    makes the focal term a class-weighted cross-entropy; ``focal_alpha`` is the foreground
+    pixels' weight (background: 1 - alpha; 0.25 as in Lin et al.; negative: no weighting).
+    Returns the mean total loss, its parts (detached means) and the chosen mask index per
+    prompt set (N).
     """
     target = gt[:, None].expand_as(logits)
-    focal = sigmoid_focal_loss(logits, target, gamma=focal_gamma)
+    focal = sigmoid_focal_loss(logits, target, alpha=focal_alpha, gamma=focal_gamma)
     dice = dice_loss(logits, target)
     per_mask = focal_weight * focal + dice_weight * dice
     best = per_mask.argmin(dim=1)
