@@ -65,6 +65,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="draw these run folders' monitor curves (by step and by training CPU minutes) "
         "into --out as compare_steps.png and compare_cpu.png, no training",
     )  # fmt: skip
+    p.add_argument(
+        "--gallery", type=int, default=0, metavar="N",
+        help="with --evaluate: also draw the first N evaluated scenes' one-click masks "
+        "against ground truth into <out>/gallery.png",
+    )  # fmt: skip
     p.add_argument("--scenes", type=int, default=100, help="held-out scenes to evaluate on")
     p.add_argument("--start", type=int, default=0, help="first held-out seed (offset)")
     return p.parse_args(argv)
@@ -147,6 +152,12 @@ def evaluate(args: argparse.Namespace) -> int:
     }
     with open(args.out / "quality.jsonl", "a") as f:
         f.write(json.dumps(rec) + "\n")
+    if args.gallery:
+        from mobilesam.data.shapes import render_scene, split_seeds
+        from mobilesam.training.report import draw_point_gallery
+
+        scenes = [render_scene(s) for s in split_seeds("heldout", args.gallery, start=args.start)]
+        print(f"wrote {draw_point_gallery(model, scenes, args.out / 'gallery.png')}")
     for key, target in TARGETS.items():
         value = rec[key]
         verdict = "n/a" if value is None else ("met" if value >= target else "missed")

@@ -27,8 +27,9 @@ def test_sittings_resume_and_evaluation_is_recorded(tmp_path, capsys):
     assert "finished at step 3/3" in capsys.readouterr().out
     assert (out / "done.json").is_file()
 
-    assert tt.main(["--out", str(out), "--evaluate", "--scenes", "1"]) == 0
+    assert tt.main(["--out", str(out), "--evaluate", "--scenes", "1", "--gallery", "1"]) == 0
     printed = capsys.readouterr().out
+    assert "oracle" in printed and (out / "gallery.png").stat().st_size > 0
     assert "point_miou" in printed and "target 0.80" in printed
     assert "filters would keep" in printed
     rec = json.loads((out / "quality.jsonl").read_text().splitlines()[-1])

@@ -1,10 +1,15 @@
-"""Training curves of a run folder as a PNG (loss parts and held-out mIoU against step)."""
+"""Training curves of a run folder as a PNG (loss parts and held-out mIoU against step), run
+comparisons, and a gallery of one-click masks against ground truth."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from ..data.shapes import Scene
 from ..visualize import save_figure
 
 
@@ -68,3 +73,47 @@ def plot_comparison(
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, out, dpi=90)
+
+
+def draw_point_gallery(
+    model: Any, scenes: Sequence[Scene], out: str | Path, per_scene: int = 4
+) -> Path:
+    """One row per scene: the image, then each object's one-click mask against ground truth.
+
+    Yellow: predicted and true; green: missed (true, not predicted); red: spilled (predicted,
+    not true); the click is the white dot. The mask is the one the predicted IoU chooses,
+    as :func:`~mobilesam.training.quality.evaluate_quality` scores it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .. import SamPredictor
+    from ..evaluation.prompts import center_point
+    from ..inference.masks import mask_iou
+
+    predictor = SamPredictor(model)
+    fig, axes = plt.subplots(
+        len(scenes), 1 + per_scene, figsize=(2.2 * (1 + per_scene), 2.3 * len(scenes)),
+        squeeze=False,
+    )  # fmt: skip
+    for row, scene in zip(axes, scenes):
+        predictor.set_image(scene.image)
+        row[0].imshow(scene.image)
+        row[0].set_title(f"scene {scene.seed}", fontsize=8)
+        for ax, gt, kind in zip(row[1:], scene.masks, scene.kinds):
+            point = center_point(gt)
+            masks, scores, _ = predictor.predict(point_coords=point[None], point_labels=np.ones(1))
+            pred = masks[int(np.argmax(scores))]
+            tile = np.zeros((*gt.shape, 3), np.uint8)
+            tile[..., 0] = pred * 255
+            tile[..., 1] = gt * 255
+            ax.imshow(tile)
+            ax.plot(*point, "o", color="white", markersize=3)
+            ax.set_title(f"{kind}: IoU {mask_iou(pred, gt):.2f}", fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    fig.suptitle("one click: yellow right, green missed, red spilled", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out, dpi=80)
