@@ -92,6 +92,17 @@ def found_objects(gt: np.ndarray, found: list[np.ndarray], min_iou: float) -> np
     return ious.max(axis=1) >= min_iou
 
 
+def one_click(predictor: Any, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """A click at ``gt``'s centre on the predictor's image: the three low-res-upscaled logit
+    maps (3xHxW), their predicted IoUs, and the index the predicted IoU chooses."""
+    from ..evaluation.prompts import center_point
+
+    logits, scores, _ = predictor.predict(
+        point_coords=center_point(gt)[None], point_labels=np.array([1]), return_logits=True
+    )
+    return logits, scores, int(np.argmax(scores))
+
+
 def evaluate_quality(
     model: Any,
     scenes: Iterable[Scene],
@@ -107,7 +118,7 @@ def evaluate_quality(
     import torch
 
     from .. import SamAutomaticMaskGenerator, SamPredictor
-    from ..evaluation.prompts import center_point, mask_box
+    from ..evaluation.prompts import mask_box
     from ..inference.amg_options import AmgOptions
     from ..inference.masks import calculate_stability_score
 
@@ -128,10 +139,7 @@ def evaluate_quality(
         predictor.set_image(scene.image)
         kinds.extend(scene.kinds)
         for gt in scene.masks:
-            logits, scores, _ = predictor.predict(
-                point_coords=center_point(gt)[None], point_labels=np.array([1]), return_logits=True
-            )
-            best = int(np.argmax(scores))
+            logits, scores, best = one_click(predictor, gt)
             ious = [float(mask_iou(lg > model.mask_threshold, gt)) for lg in logits]
             point.append(ious[best])
             oracle.append(max(ious))

@@ -82,7 +82,8 @@ def draw_point_gallery(
 
     Yellow: predicted and true; green: missed (true, not predicted); red: spilled (predicted,
     not true); the click is the white dot. The mask is the one the predicted IoU chooses,
-    as :func:`~mobilesam.training.quality.evaluate_quality` scores it.
+    by the same :func:`~mobilesam.training.quality.one_click` that
+    :func:`~mobilesam.training.quality.evaluate_quality` scores.
     """
     import matplotlib
 
@@ -92,6 +93,7 @@ def draw_point_gallery(
     from .. import SamPredictor
     from ..evaluation.prompts import center_point
     from ..inference.masks import mask_iou
+    from .quality import one_click
 
     predictor = SamPredictor(model)
     fig, axes = plt.subplots(
@@ -103,14 +105,13 @@ def draw_point_gallery(
         row[0].imshow(scene.image)
         row[0].set_title(f"scene {scene.seed}", fontsize=8)
         for ax, gt, kind in zip(row[1:], scene.masks, scene.kinds):
-            point = center_point(gt)
-            masks, scores, _ = predictor.predict(point_coords=point[None], point_labels=np.ones(1))
-            pred = masks[int(np.argmax(scores))]
+            logits, _, best = one_click(predictor, gt)
+            pred = logits[best] > model.mask_threshold
             tile = np.zeros((*gt.shape, 3), np.uint8)
             tile[..., 0] = pred * 255
             tile[..., 1] = gt * 255
             ax.imshow(tile)
-            ax.plot(*point, "o", color="white", markersize=3)
+            ax.plot(*center_point(gt), "o", color="white", markersize=3)
             ax.set_title(f"{kind}: IoU {mask_iou(pred, gt):.2f}", fontsize=8)
         for ax in row:
             ax.axis("off")

@@ -81,15 +81,9 @@ def interactive_loss(
         low, iou = decode(model, embeddings, pts, boxes, mask_input, multimask)
         up = F.interpolate(low, (s, s), mode="bilinear", align_corners=False)
         loss, p, best = sam_mask_loss(
-            up,
-            iou,
-            gt,
-            cfg.focal_weight,
-            cfg.dice_weight,
-            cfg.iou_weight,
-            cfg.focal_gamma,
-            cfg.focal_alpha,
-        )
+            up, iou, gt, cfg.focal_weight, cfg.dice_weight, cfg.iou_weight,
+            focal_gamma=cfg.focal_gamma, focal_alpha=cfg.focal_alpha,
+        )  # fmt: skip
         total = total + loss
         if r == 0:
             parts = {k: float(v) for k, v in p.items()}

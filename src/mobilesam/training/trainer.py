@@ -355,11 +355,12 @@ def train_sam(
     save_checkpoint(model, out / MODEL_FILE, model.config)
     train_seconds = seconds - eval_seconds
     finished = done == cfg.steps
+    cpu = cpu_seconds()
     if finished:
         info = {
             "steps": cfg.steps, "seconds": seconds, "train_seconds": train_seconds,
-            "cpu_seconds": cpu_seconds(),
+            "cpu_seconds": cpu,
         }  # fmt: skip
         (out / "done.json").write_text(json.dumps(info))
     plot_training_curves(out)
-    return TrainSummary(out, done, seconds, train_seconds, miou, finished, cpu_seconds())
+    return TrainSummary(out, done, seconds, train_seconds, miou, finished, cpu)
