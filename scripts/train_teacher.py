@@ -53,6 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--stem", choices=("patch", "conv"), default="patch",
         help="the encoder's patch embedding: SAM's strided convolution or a 3x3 convolution stack",
     )  # fmt: skip
+    p.add_argument(
+        "--image-size", type=int, default=256,
+        help="the model's input side: the 256-px scenes are upscaled to it, as the predictor "
+        "upscales every image (512: 32x32 tokens, ~4x the compute per step)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--evaluate", action="store_true", help="score the current weights, no training")
     p.add_argument(
@@ -92,14 +97,19 @@ def train(args: argparse.Namespace) -> int:
     import torch
 
     from mobilesam.build import build_sam
+    from mobilesam.data.shapes import ShapesConfig
     from mobilesam.training import train_sam
     from mobilesam.training.models import SHAPES_TEACHER
 
-    config = SHAPES_TEACHER.replace(encoder=replace(SHAPES_TEACHER.encoder, stem=args.stem))
+    config = SHAPES_TEACHER.replace(
+        encoder=replace(SHAPES_TEACHER.encoder, stem=args.stem), image_size=args.image_size
+    )
     torch.manual_seed(args.seed)
     model = build_sam(config)
     budget = None if args.minutes is None else 60.0 * args.minutes
-    summary = train_sam(model, recipe(args), resume=True, budget_seconds=budget)
+    # the world's scenes (256 px) whatever the model's input size
+    scenes = ShapesConfig()
+    summary = train_sam(model, recipe(args), scenes, resume=True, budget_seconds=budget)
     state = "finished" if summary.finished else "stopped (resume with the same command)"
     print(
         f"{state} at step {summary.steps}/{args.steps}, {summary.seconds / 60:.1f} min in all, "

@@ -181,3 +181,38 @@ def test_rendering_in_worker_processes_trains_the_same_weights(tmp_path):
         weights.append(model.state_dict())
     for k, v in weights[0].items():
         assert torch.equal(v, weights[1][k]), k
+
+
+def test_upscale_scene_resizes_like_the_predictor_and_blocks_the_masks():
+    import numpy as np
+
+    from mobilesam.data.shapes import ShapesConfig, render_scene
+    from mobilesam.inference.transforms import ResizeLongestSide
+    from mobilesam.training.trainer import upscale_scene
+
+    scene = render_scene(7, ShapesConfig(size=32))
+    big = upscale_scene(scene, 64)
+    assert big.image.shape == (64, 64, 3) and big.masks.shape == (len(scene), 64, 64)
+    assert np.array_equal(big.image, ResizeLongestSide(64).apply_image(scene.image))
+    assert np.array_equal(big.masks[:, ::2, ::2], scene.masks)
+    assert np.array_equal(big.masks[:, 1::2, 1::2], scene.masks)
+    assert big.kinds == scene.kinds and big.seed == scene.seed
+    assert upscale_scene(scene, 32) is scene
+    with pytest.raises(ValueError, match="whole multiple"):
+        upscale_scene(scene, 48)
+
+
+def test_a_model_larger_than_its_scenes_trains_on_them_upscaled(tmp_path):
+    """A 64-px model on 32-px scenes (upscaled for it); a size that is not a whole multiple
+    is refused before anything is trained."""
+    from mobilesam.data.shapes import ShapesConfig
+
+    torch.manual_seed(0)
+    model = build_sam(SHAPES_STUDENT.replace(image_size=64))
+    summary = train_sam(model, _tiny("all", tmp_path / "up"), ShapesConfig(size=32), progress=False)
+    assert summary.finished and 0.0 <= summary.final_miou <= 1.0
+    saved = json.loads((tmp_path / "up" / "config.json").read_text())
+    assert saved["model"]["image_size"] == 64
+    with pytest.raises(ValueError, match="whole multiple"):
+        bad = build_sam(SHAPES_STUDENT.replace(image_size=64))
+        train_sam(bad, _tiny("all", tmp_path / "bad"), ShapesConfig(size=48), progress=False)

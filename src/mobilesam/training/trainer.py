@@ -38,6 +38,7 @@ from ..checkpoint import save_checkpoint
 from ..config import SamConfig
 from ..data.shapes import SPLITS, Scene, ShapesConfig, render_scene
 from ..distill.run_state import capture_rng, load_state, restore_rng, save_state
+from ..inference.transforms import ResizeLongestSide
 from ..modeling import Sam
 from .config import SamTrainConfig
 from .step import decode, scenes_to_batch, step_loss
@@ -126,8 +127,23 @@ def _step_seeds(cfg: SamTrainConfig, step: int) -> tuple[np.random.Generator, np
     return rng, (seeds - train_lo) % (train_hi - train_lo) + train_lo
 
 
-def _render(seeds: np.ndarray, scene_config: ShapesConfig) -> list[Scene]:
-    return [render_scene(int(s), scene_config) for s in seeds]
+def upscale_scene(scene: Scene, size: int) -> Scene:
+    """``scene`` as a model with a larger input sees it: the image resized the way the
+    predictor resizes every image (Pillow bilinear), each ground-truth pixel a block of
+    ``size // side`` pixels. ``size`` must be a whole multiple of the scene's side."""
+    side = scene.image.shape[0]
+    if size == side:
+        return scene
+    if size % side:
+        raise ValueError(f"model input {size} is not a whole multiple of the scene size {side}")
+    f = size // side
+    image = ResizeLongestSide(size).apply_image(scene.image)
+    masks = scene.masks.repeat(f, axis=1).repeat(f, axis=2)
+    return Scene(scene.seed, image, masks, list(scene.kinds))
+
+
+def _render(seeds: np.ndarray, scene_config: ShapesConfig, size: int) -> list[Scene]:
+    return [upscale_scene(render_scene(int(s), scene_config), size) for s in seeds]
 
 
 def _render_pool(workers: int) -> tuple[Executor, int]:
@@ -202,7 +218,9 @@ def train_sam(
     ``resume``: continue from ``cfg.out``'s checkpoint when there is one (same recipe
     required); otherwise a fresh run replaces the folder's metrics. ``budget_seconds``:
     stop after the step that spends it (checkpoint and weights saved, ``finished`` False),
-    to be resumed later.
+    to be resumed later. ``scene_config`` (default: scenes at the model's input size) may
+    render smaller scenes than the model takes: they are upscaled to its input
+    (:func:`upscale_scene`), as the predictor upscales a small image.
     """
     from tqdm import tqdm
 
@@ -213,8 +231,11 @@ def train_sam(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     scene_config = scene_config or ShapesConfig(size=model.image_size)
-    if scene_config.size != model.image_size:
-        raise ValueError(f"scene size {scene_config.size} != model input {model.image_size}")
+    if model.image_size % scene_config.size:
+        raise ValueError(
+            f"model input {model.image_size} is not a whole multiple of the scene size "
+            f"{scene_config.size}"
+        )
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     identity = _identity(model, cfg, scene_config)
@@ -233,7 +254,7 @@ def train_sam(
         opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup, cfg.lr, cfg.min_lr)
     )
     monitor_lo = SPLITS["heldout"][0] + MONITOR_OFFSET
-    monitor = [render_scene(monitor_lo + i, scene_config) for i in range(cfg.eval_scenes)]
+    monitor = _render(monitor_lo + np.arange(cfg.eval_scenes), scene_config, model.image_size)
     gen = torch.Generator().manual_seed(cfg.seed)
     first, prior_seconds, eval_seconds = 0, 0.0, 0.0
     # CPU seconds of training proper (this process, all threads; evaluations excluded): the
@@ -299,7 +320,7 @@ def train_sam(
     def render_ahead(step: int) -> None:
         if step < cfg.steps:
             step_rng, seeds = _step_seeds(cfg, step)
-            pending.append((step_rng, pool.submit(_render, seeds, scene_config)))
+            pending.append((step_rng, pool.submit(_render, seeds, scene_config, model.image_size)))
 
     for step in range(first, first + ahead):
         render_ahead(step)
