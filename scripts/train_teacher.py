@@ -58,6 +58,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="the model's input side: the 256-px scenes are upscaled to it, as the predictor "
         "upscales every image (512: 32x32 tokens, ~4x the compute per step)",
     )  # fmt: skip
+    p.add_argument(
+        "--init", type=Path, default=None, metavar="WEIGHTS",
+        help="start from this model file (e.g. a finished run's model.safetensors)",
+    )  # fmt: skip
+    p.add_argument(
+        "--trainable", choices=("all", "mask_decoder", "iou_head"), default="all",
+        help="what trains (iou_head: only the masks' scoring MLP; the masks stay as they are)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--evaluate", action="store_true", help="score the current weights, no training")
     p.add_argument(
@@ -89,7 +97,8 @@ def recipe(args: argparse.Namespace):
         warmup=args.warmup, eval_every=250, eval_scenes=32, checkpoint_every=50,
         log_every=10, threads=args.threads, seed=args.seed, device=args.device,
         render_workers=args.render_workers, focal_gamma=args.focal_gamma,
-        focal_alpha=args.focal_alpha,
+        focal_alpha=args.focal_alpha, trainable=args.trainable,
+        init="" if args.init is None else str(args.init),
     )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mobilesam.build import build_model, build_sam
+from mobilesam.checkpoint import save_checkpoint
 from mobilesam.training import SamTrainConfig, train_sam
 from mobilesam.training.models import SHAPES_STUDENT, SHAPES_TEACHER
 
@@ -43,17 +44,22 @@ def test_full_training_writes_a_loadable_run(tmp_path):
         assert torch.equal(v, after[k]), k
 
 
-@pytest.mark.parametrize("trainable", ["image_encoder", "mask_decoder"])
-def test_a_trainable_part_is_all_that_moves(tmp_path, trainable):
+@pytest.mark.parametrize(
+    ("trainable", "prefix"),
+    [("image_encoder", "image_encoder"), ("mask_decoder", "mask_decoder"),
+     ("iou_head", "mask_decoder.iou_prediction_head")],
+)  # fmt: skip
+def test_a_trainable_part_is_all_that_moves(tmp_path, trainable, prefix):
     """Frozen decoder: only the encoder moves. Decoder fine-tuning: only the decoder, and
-    the student encoder's BatchNorm statistics stay as they were too."""
+    the student encoder's BatchNorm statistics stay as they were too. IoU head: only the
+    scoring MLP, so the masks themselves cannot change."""
     torch.manual_seed(0)
     model = build_sam(SHAPES_STUDENT.replace(image_size=64))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     train_sam(model, _tiny(trainable, tmp_path / "run"), progress=False)
     after = model.state_dict()
     moved = {k for k in after if not torch.equal(before[k], after[k])}
-    assert moved and all(k.startswith(trainable + ".") for k in moved)
+    assert moved and all(k.startswith(prefix + ".") for k in moved)
 
 
 def test_vit_teacher_config_trains_a_step(tmp_path):
@@ -216,3 +222,19 @@ def test_a_model_larger_than_its_scenes_trains_on_them_upscaled(tmp_path):
     with pytest.raises(ValueError, match="whole multiple"):
         bad = build_sam(SHAPES_STUDENT.replace(image_size=64))
         train_sam(bad, _tiny("all", tmp_path / "bad"), ShapesConfig(size=48), progress=False)
+
+
+def test_a_run_starts_from_its_init_weights_and_resumes_only_with_them(tmp_path):
+    torch.manual_seed(0)
+    start = build_sam(SHAPES_STUDENT.replace(image_size=64))
+    save_checkpoint(start, tmp_path / "start.safetensors")
+    cfg = replace(_tiny("iou_head", tmp_path / "ft"), init=str(tmp_path / "start.safetensors"))
+    torch.manual_seed(1)  # another initialisation: only the init file can make them agree
+    model = build_sam(SHAPES_STUDENT.replace(image_size=64))
+    train_sam(model, cfg, progress=False)
+    frozen = "image_encoder.patch_embed.seq.0.c.weight"
+    assert torch.equal(model.state_dict()[frozen], start.state_dict()[frozen])
+    other = replace(cfg, init=str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="train.init"):
+        train_sam(build_sam(SHAPES_STUDENT.replace(image_size=64)), other, progress=False,
+                  resume=True)  # fmt: skip

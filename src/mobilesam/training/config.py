@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-TRAINABLE = ("all", "image_encoder", "mask_decoder")
+TRAINABLE = ("all", "image_encoder", "mask_decoder", "iou_head")
 
 
 @dataclass
@@ -26,8 +26,12 @@ class SamTrainConfig:
     cosine decay.
 
     ``trainable``: ``all`` (teacher, or coupled student with a decoder trained jointly
-    from scratch), ``image_encoder`` (coupled student under a frozen decoder) or
-    ``mask_decoder`` (fine-tuning the decoder of a distilled student, encoders frozen).
+    from scratch), ``image_encoder`` (coupled student under a frozen decoder),
+    ``mask_decoder`` (fine-tuning the decoder of a distilled student, encoders frozen) or
+    ``iou_head`` (only the MLP that scores the masks from the IoU token's output: the masks
+    stay exactly as they were, their predicted IoUs, and so the choice among them, improve).
+    ``init``: a model file the run starts from (empty: the model as given); recorded, so a
+    resumed run cannot start from other weights.
     ``train_scenes`` > 0 draws from the first ``train_scenes`` training seeds only (a
     fixed data set); 0 draws fresh scenes every step. ``checkpoint_every``: steps between
     resumable checkpoints (0: only at the end or when the time budget is spent).
@@ -60,6 +64,7 @@ class SamTrainConfig:
     iou_weight: float = 1.0
     max_box_jitter: float = 5.0
     trainable: str = "all"
+    init: str = ""
     train_scenes: int = 0
     seed: int = 0
     eval_every: int = 250

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import SamConfig
 from ..data.shapes import SPLITS, Scene, ShapesConfig, render_scene
 from ..distill.run_state import capture_rng, load_state, restore_rng, save_state
@@ -93,11 +93,16 @@ def point_miou(model: Sam, scenes: list[Scene], batch: int = 8) -> float:
     return float(np.mean(ious)) if ious else float("nan")
 
 
+# the part each ``trainable`` setting trains, as a dotted path from the model
+_PARTS = {"image_encoder": "image_encoder", "mask_decoder": "mask_decoder",
+          "iou_head": "mask_decoder.iou_prediction_head"}  # fmt: skip
+
+
 def _trainable_parameters(model: Sam, trainable: str) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(trainable == "all")
-    if trainable in ("image_encoder", "mask_decoder"):
-        part = getattr(model, trainable)
+    if trainable in _PARTS:
+        part = model.get_submodule(_PARTS[trainable])
         for p in part.parameters():
             p.requires_grad_(True)
         return part
@@ -109,9 +114,9 @@ def _train_mode(model: Sam, trainable: str) -> None:
     fine-tuning leaves the distilled encoder's BatchNorm statistics as they were)."""
     model.train()
     if trainable != "all":
-        for name, part in model.named_children():
-            if name != trainable:
-                part.eval()
+        for part in model.children():
+            part.eval()
+        model.get_submodule(_PARTS[trainable]).train()
 
 
 def _step_seeds(cfg: SamTrainConfig, step: int) -> tuple[np.random.Generator, np.ndarray]:
@@ -247,6 +252,8 @@ def train_sam(
     log.truncate_after(state["step"] if state else 0)
 
     torch.manual_seed(cfg.seed)
+    if cfg.init and state is None:
+        load_checkpoint(model, cfg.init)
     model.to(cfg.device)
     module = _trainable_parameters(model, cfg.trainable)
     opt = torch.optim.AdamW(param_groups(module, cfg.weight_decay), lr=cfg.lr)
