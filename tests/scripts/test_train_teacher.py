@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import torch
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_teacher.py"
 
 
@@ -72,3 +74,29 @@ def test_compare_draws_the_runs_monitor_curves(tmp_path, capsys):
     assert (out / "compare_cpu.png").stat().st_size > 0
     assert _script().main(["--compare", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "no metrics log" in capsys.readouterr().err
+
+
+def test_a_larger_input_and_a_head_only_run_from_its_weights(tmp_path, capsys):
+    """--image-size 512 trains on the world's 256-px scenes upscaled and is evaluated on
+    them through the predictor; --init / --trainable iou_head continues from its weights
+    and moves the scoring head alone."""
+    from mobilesam.build import build_model
+    from mobilesam.checkpoint import read_config
+
+    tt = _script()
+    tiny = ["--steps", "1", "--batch", "1", "--prompts", "1", "--warmup", "1"]
+    big = tmp_path / "big"
+    assert tt.main(["--out", str(big), "--image-size", "512", *tiny]) == 0
+    assert read_config(big / "model.safetensors").image_size == 512
+    assert tt.main(["--out", str(big), "--evaluate", "--scenes", "1"]) == 0
+    rec = json.loads((big / "quality.jsonl").read_text())
+    assert rec["objects"] >= 1 and 0.0 <= rec["point_miou"] <= 1.0
+
+    head = tmp_path / "head"
+    init = ["--init", str(big / "model.safetensors"), "--trainable", "iou_head"]
+    assert tt.main(["--out", str(head), "--image-size", "512", *init, *tiny, "--lr", "0.01"]) == 0
+    capsys.readouterr()
+    before = build_model(checkpoint=big / "model.safetensors").state_dict()
+    after = build_model(checkpoint=head / "model.safetensors").state_dict()
+    moved = {k for k in after if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("mask_decoder.iou_prediction_head.") for k in moved)
