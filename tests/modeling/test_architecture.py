@@ -154,3 +154,32 @@ def test_bad_stems_are_clear_errors():
         build_sam(_stem_config("pixel"))
     with pytest.raises(ValueError, match="power-of-two patch size, got 12"):
         ConvStem(12, 3, 64)
+
+
+def test_position_tables_resize_to_a_longer_token_grid():
+    """A 64-px ViT's tables fit a 128-px one: the absolute embedding resized as an image,
+    the global blocks' relative tables linearly, everything else untouched."""
+    import torch.nn.functional as F
+
+    from mobilesam.modeling.image_encoder import resize_position_tables
+    from mobilesam.training.models import SHAPES_TEACHER as cfg
+
+    torch.manual_seed(0)
+    small = build_sam(cfg.replace(image_size=64))
+    for p in small.parameters():
+        torch.nn.init.normal_(p)
+    big = build_sam(cfg.replace(image_size=128))
+    state = resize_position_tables(small.state_dict(), big.state_dict())
+    big.load_state_dict(state)  # strict: every shape fits
+    src = small.state_dict()
+    pe = src["image_encoder.pos_embed"]
+    assert state["image_encoder.pos_embed"].shape == (1, 8, 8, pe.shape[-1])
+    grid = F.interpolate(pe.permute(0, 3, 1, 2), size=(8, 8), mode="bicubic")
+    assert torch.allclose(state["image_encoder.pos_embed"], grid.permute(0, 2, 3, 1))
+    g = cfg.encoder.global_attn_indexes[0]
+    key = f"image_encoder.blocks.{g}.attn.rel_pos_h"
+    assert state[key].shape[0] == 2 * 8 - 1 and src[key].shape[0] == 2 * 4 - 1
+    line = F.interpolate(src[key].T[None], size=15, mode="linear")[0].T
+    assert torch.allclose(state[key], line)
+    same = [k for k, v in src.items() if v.shape == state[k].shape]
+    assert same and all(torch.equal(src[k], state[k]) for k in same)

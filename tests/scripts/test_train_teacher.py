@@ -77,16 +77,19 @@ def test_compare_draws_the_runs_monitor_curves(tmp_path, capsys):
 
 
 def test_a_larger_input_and_a_head_only_run_from_its_weights(tmp_path, capsys):
-    """--image-size 512 trains on the world's 256-px scenes upscaled and is evaluated on
-    them through the predictor; --init / --trainable iou_head continues from its weights
-    and moves the scoring head alone."""
+    """--image-size 512 trains on the world's 256-px scenes upscaled (here from a 256-px
+    run's weights) and is evaluated on them through the predictor; --init / --trainable
+    iou_head continues from its weights and moves the scoring head alone."""
     from mobilesam.build import build_model
     from mobilesam.checkpoint import read_config
 
     tt = _script()
     tiny = ["--steps", "1", "--batch", "1", "--prompts", "1", "--warmup", "1"]
-    big = tmp_path / "big"
-    assert tt.main(["--out", str(big), "--image-size", "512", *tiny]) == 0
+    small, big = tmp_path / "small", tmp_path / "big"
+    assert tt.main(["--out", str(small), *tiny]) == 0
+    # a 512-px run may start from 256-px weights (position tables resized)
+    start = ["--init", str(small / "model.safetensors")]
+    assert tt.main(["--out", str(big), "--image-size", "512", *start, *tiny]) == 0
     assert read_config(big / "model.safetensors").image_size == 512
     assert tt.main(["--out", str(big), "--evaluate", "--scenes", "1"]) == 0
     rec = json.loads((big / "quality.jsonl").read_text())

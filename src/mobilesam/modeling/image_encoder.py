@@ -7,7 +7,7 @@ not mask the padding, as the reference does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,33 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     k_coords = torch.arange(k_size)[None, :] * max(q_size / k_size, 1.0)
     rel = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
     return rel_pos[rel.long()]
+
+
+def resize_position_tables(
+    state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``state`` with its ViT position tables resized to ``target``'s shapes.
+
+    For starting a model of another input size from a checkpoint (a longer token grid):
+    absolute embeddings (1xHxWxC) are resized bicubically as an image, relative tables
+    ((2S-1)xC) linearly, as :func:`get_rel_pos` resizes them at run time. Every other
+    entry, and every table that already fits, is returned as it is.
+    """
+    out = dict(state)
+    for key, value in state.items():
+        want = target.get(key)
+        if want is None or want.shape == value.shape:
+            continue
+        if key.endswith("pos_embed") and value.dim() == 4:
+            grid = F.interpolate(
+                value.permute(0, 3, 1, 2), size=want.shape[1:3], mode="bicubic",
+                align_corners=False,
+            )  # fmt: skip
+            out[key] = grid.permute(0, 2, 3, 1).contiguous()
+        elif key.endswith(("rel_pos_h", "rel_pos_w")) and value.dim() == 2:
+            line = F.interpolate(value.T[None], size=want.shape[0], mode="linear")
+            out[key] = line[0].T.contiguous()
+    return out
 
 
 class Attention(nn.Module):

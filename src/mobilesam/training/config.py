@@ -30,7 +30,8 @@ class SamTrainConfig:
     ``mask_decoder`` (fine-tuning the decoder of a distilled student, encoders frozen) or
     ``iou_head`` (only the MLP that scores the masks from the IoU token's output: the masks
     stay exactly as they were, their predicted IoUs, and so the choice among them, improve).
-    ``init``: a model file the run starts from (empty: the model as given); recorded, so a
+    ``init``: a model file the run starts from (empty: the model as given; a model trained
+    at a smaller input size starts with its ViT position tables resized); recorded, so a
     resumed run cannot start from other weights.
     ``train_scenes`` > 0 draws from the first ``train_scenes`` training seeds only (a
     fixed data set); 0 draws fresh scenes every step. ``checkpoint_every``: steps between

@@ -34,12 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_state_dict_strict, read_state_dict, save_checkpoint
 from ..config import SamConfig
 from ..data.shapes import SPLITS, Scene, ShapesConfig, render_scene
 from ..distill.run_state import capture_rng, load_state, restore_rng, save_state
 from ..inference.transforms import ResizeLongestSide
 from ..modeling import Sam
+from ..modeling.image_encoder import resize_position_tables
 from .config import SamTrainConfig
 from .step import decode, scenes_to_batch, step_loss
 
@@ -253,7 +254,9 @@ def train_sam(
 
     torch.manual_seed(cfg.seed)
     if cfg.init and state is None:
-        load_checkpoint(model, cfg.init)
+        # a model of another input size starts with the init's position tables resized
+        init = resize_position_tables(read_state_dict(cfg.init), model.state_dict())
+        load_state_dict_strict(model, init)
     model.to(cfg.device)
     module = _trainable_parameters(model, cfg.trainable)
     opt = torch.optim.AdamW(param_groups(module, cfg.weight_decay), lr=cfg.lr)
