@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mobilesam.build import build_model, build_sam
-from mobilesam.checkpoint import save_checkpoint
+from mobilesam.checkpoint import CheckpointError, save_checkpoint
 from mobilesam.training import SamTrainConfig, train_sam
 from mobilesam.training.models import SHAPES_STUDENT, SHAPES_TEACHER
 
@@ -238,3 +238,8 @@ def test_a_run_starts_from_its_init_weights_and_resumes_only_with_them(tmp_path)
     with pytest.raises(ValueError, match="train.init"):
         train_sam(build_sam(SHAPES_STUDENT.replace(image_size=64)), other, progress=False,
                   resume=True)  # fmt: skip
+    # a fresh run from a missing file stops before it touches the folder
+    metrics = (tmp_path / "ft" / "metrics.jsonl").read_text()
+    with pytest.raises(CheckpointError, match="not found"):
+        train_sam(build_sam(SHAPES_STUDENT.replace(image_size=64)), other, progress=False)
+    assert (tmp_path / "ft" / "metrics.jsonl").read_text() == metrics

@@ -246,6 +246,10 @@ def train_sam(
     out.mkdir(parents=True, exist_ok=True)
     identity = _identity(model, cfg, scene_config)
     state = _resume_state(out, identity) if resume else None
+    if cfg.init and state is None:  # before the folder is touched: a bad file changes nothing
+        # a model of another input size starts with the init's position tables resized
+        init = resize_position_tables(read_state_dict(cfg.init), model.state_dict())
+        load_state_dict_strict(model, init)
     (out / "config.json").write_text(
         json.dumps({"train": cfg.to_dict(), "model": json.loads(model.config.to_json())}, indent=1)
     )
@@ -253,10 +257,6 @@ def train_sam(
     log.truncate_after(state["step"] if state else 0)
 
     torch.manual_seed(cfg.seed)
-    if cfg.init and state is None:
-        # a model of another input size starts with the init's position tables resized
-        init = resize_position_tables(read_state_dict(cfg.init), model.state_dict())
-        load_state_dict_strict(model, init)
     model.to(cfg.device)
     module = _trainable_parameters(model, cfg.trainable)
     opt = torch.optim.AdamW(param_groups(module, cfg.weight_decay), lr=cfg.lr)
