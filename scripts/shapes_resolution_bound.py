@@ -23,6 +23,7 @@ def bound(scenes: int, grids: list[int], start: int = 0) -> dict[int, dict[str, 
     import torch.nn.functional as F
 
     from mobilesam.data.shapes import render_scene, split_seeds
+    from mobilesam.inference.masks import mask_iou
 
     ious: dict[int, dict[str, list[float]]] = {g: defaultdict(list) for g in grids}
     for seed in split_seeds("heldout", scenes, start=start):
@@ -34,10 +35,7 @@ def bound(scenes: int, grids: list[int], start: int = 0) -> dict[int, dict[str, 
         for g in grids:
             share = F.adaptive_avg_pool2d(gt.float(), g)
             logits = F.interpolate(share - 0.5, size=size, mode="bilinear", align_corners=False)
-            pred = logits > 0
-            inter = (pred & gt).flatten(1).sum(1).float()
-            union = (pred | gt).flatten(1).sum(1).float()
-            for kind, iou in zip(scene.kinds, (inter / union).tolist()):
+            for kind, iou in zip(scene.kinds, mask_iou(logits > 0, gt)[:, 0].tolist()):
                 ious[g][kind].append(iou)
                 ious[g]["all"].append(iou)
     return {g: {k: float(np.mean(v)) for k, v in sorted(d.items())} for g, d in ious.items()}
