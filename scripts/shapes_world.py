@@ -22,7 +22,10 @@ Stages (each skipped when its output already exists, so an interrupted run conti
                  with ``--ship`` the float16 teacher and student in ``src/mobilesam/assets``
 
 Students get equal budgets: the same steps, batch size, learning rate schedule, initial
-encoder weights and training scenes (``--student-scenes`` training seeds). Each stage records
+encoder weights and training scenes (``--student-scenes`` training seeds). Scenes are always
+256 px; a teacher with a larger input (``--teacher-from`` a model trained with
+``train_teacher.py --image-size 512``) sees them upscaled, and so do its students, which are
+built at the teacher's input size to produce its token grid. Each stage records
 its training CPU seconds (this process, all threads, monitor evaluations excluded) beside its
 monitor curve, for comparisons at equal compute (``scripts/shapes_seeds.py``).
 """
@@ -63,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--finetune-lr", type=float, default=1e-4)
     p.add_argument("--heldout", type=int, default=100, help="held-out scenes for the report")
     p.add_argument("--monitor-every", type=int, default=50, help="student mIoU curve interval")
+    p.add_argument("--monitor-scenes", type=int, default=32, help="held-out scenes of that curve")
     p.add_argument("--docs", action="store_true", help="write docs/results.md and its figures")
     p.add_argument("--ship", action="store_true", help="write the float16 models to assets/")
     p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test, minutes)")
@@ -70,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.quick:
         args.teacher_steps, args.student_steps, args.finetune_steps = 20, 10, 4
         args.student_scenes, args.heldout, args.monitor_every = 40, 6, 5
+        args.monitor_scenes = 4
     return args
 
 
@@ -92,8 +97,8 @@ def coupled_recipe(args, out: Path, trainable: str):
     return SamTrainConfig(
         out=str(out), steps=args.student_steps, batch_size=8, prompts_per_image=2,
         correction_rounds=1, lr=args.student_lr, warmup=40, trainable=trainable,
-        train_scenes=args.student_scenes, eval_every=args.monitor_every, eval_scenes=32,
-        log_every=10, threads=args.threads, seed=args.seed,
+        train_scenes=args.student_scenes, eval_every=args.monitor_every,
+        eval_scenes=args.monitor_scenes, log_every=10, threads=args.threads, seed=args.seed,
     )  # fmt: skip
 
 
@@ -104,8 +109,8 @@ def finetune_recipe(args, out: Path):
         out=str(out), steps=args.finetune_steps, batch_size=8, prompts_per_image=2,
         correction_rounds=1, lr=args.finetune_lr, warmup=max(1, args.finetune_steps // 10),
         trainable="mask_decoder", train_scenes=args.student_scenes,
-        eval_every=args.monitor_every, eval_scenes=32, log_every=10, threads=args.threads,
-        seed=args.seed,
+        eval_every=args.monitor_every, eval_scenes=args.monitor_scenes, log_every=10,
+        threads=args.threads, seed=args.seed,
     )  # fmt: skip
 
 
@@ -121,7 +126,23 @@ def distill_recipe(args, out: Path, cache: Path):
     )  # fmt: skip
 
 
-def fresh_student(teacher_ckpt: Path | None = None, seed: int = 0):
+def teacher_input_size(work: Path) -> int:
+    """The teacher's input side, which every student of the run takes too.
+
+    A teacher trained at a larger input than the 256-px scenes (``train_teacher.py
+    --image-size``) sees them upscaled; its students must produce its token grid, so they
+    are built at its size and see the scenes upscaled the same way.
+    """
+    from mobilesam.checkpoint import read_config
+
+    path = work / "teacher" / "model.safetensors"
+    config = read_config(path)
+    if config is None:
+        raise SystemExit(f"{path}: no model config recorded (save it with mobilesam)")
+    return config.image_size
+
+
+def fresh_student(teacher_ckpt: Path | None = None, seed: int = 0, image_size: int = 256):
     """The student every run of a seed starts from, optionally with the teacher's decoder."""
     import torch
 
@@ -130,7 +151,7 @@ def fresh_student(teacher_ckpt: Path | None = None, seed: int = 0):
     from mobilesam.training.models import SHAPES_STUDENT
 
     torch.manual_seed(seed)
-    model = build_sam(SHAPES_STUDENT)
+    model = build_sam(SHAPES_STUDENT.replace(image_size=image_size))
     if teacher_ckpt is not None:
         sd = read_state_dict(teacher_ckpt)
         for part in ("prompt_encoder", "mask_decoder"):
@@ -194,14 +215,17 @@ def stage_decoupled(args, work: Path) -> None:
     report = build_cache(cache, folder_source(work / "scenes" / "train"), teacher, batch_size=8)
     cache_seconds, cache_cpu = time.perf_counter() - t0, time.process_time() - c0
     print(report.summary())
-    student = fresh_student(seed=args.seed)
+    size = teacher_input_size(work)
+    student = fresh_student(seed=args.seed, image_size=size)
     distiller = Distiller(distill_recipe(args, out / "run", cache), student=student, progress=True)
     # The assembled model (student encoder + teacher decoder) is scored along the way on the
     # same held-out monitor scenes as the coupled runs, so the curves compare directly.
     from mobilesam.data import SPLITS, render_scene
+    from mobilesam.training.trainer import upscale_scene
 
-    monitor = [render_scene(SPLITS["heldout"][0] + MONITOR_OFFSET + i) for i in range(32)]
-    probe = fresh_student(teacher_ckpt, args.seed)
+    first = SPLITS["heldout"][0] + MONITOR_OFFSET
+    monitor = [upscale_scene(render_scene(first + i), size) for i in range(args.monitor_scenes)]
+    probe = fresh_student(teacher_ckpt, args.seed, size)
     out.mkdir(parents=True, exist_ok=True)
     curve = MetricsLog(out / "miou.jsonl")
     (out / "miou.jsonl").unlink(missing_ok=True)
@@ -229,17 +253,20 @@ def stage_decoupled(args, work: Path) -> None:
 
 
 def stage_coupled(args, work: Path, variant: str) -> None:
+    from mobilesam.data import ShapesConfig
     from mobilesam.training import train_sam
 
     out = work / f"coupled_{variant}"
     if (out / "done.json").is_file():
         return
     teacher_ckpt = work / "teacher" / "model.safetensors"
+    size = teacher_input_size(work)
     if variant == "a":
-        model, trainable = fresh_student(seed=args.seed), "all"
+        model, trainable = fresh_student(seed=args.seed, image_size=size), "all"
     else:
-        model, trainable = fresh_student(teacher_ckpt, args.seed), "image_encoder"
-    train_sam(model, coupled_recipe(args, out, trainable))
+        model, trainable = fresh_student(teacher_ckpt, args.seed, size), "image_encoder"
+    # the 256-px scenes, upscaled to the student's input as the teacher saw them
+    train_sam(model, coupled_recipe(args, out, trainable), scene_config=ShapesConfig())
 
 
 def stage_finetune(args, work: Path) -> None:
@@ -252,9 +279,10 @@ def stage_finetune(args, work: Path) -> None:
     student = work / "decoupled" / "model.safetensors"
     if not student.is_file():
         raise SystemExit(f"finetune needs the decoupled student first: no {student}")
+    from mobilesam.data import ShapesConfig
     from mobilesam.loading import load_model
 
-    train_sam(load_model(None, student), finetune_recipe(args, out))
+    train_sam(load_model(None, student), finetune_recipe(args, out), scene_config=ShapesConfig())
 
 
 def record_stage_time(work: Path, stage: str, seconds: float) -> None:
