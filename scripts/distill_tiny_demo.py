@@ -72,7 +72,8 @@ def main() -> None:
 
     from mobilesam.build import SamConfig, ViTConfig, build_model, build_sam
     from mobilesam.checkpoint import load_state_dict_strict, read_state_dict, save_checkpoint
-    from mobilesam.distill import DistillConfig, Distiller, assemble, build_cache, open_source
+    from mobilesam.distill import DistillConfig, Distiller, build_cache, open_source
+    from mobilesam.distill.assemble import assemble  # not the package's same-named module
     from mobilesam.distill.cache import TeacherEmbeddingStore
     from mobilesam.distill.report import plot_curves, summarize
     from mobilesam.distill.sources import load_rgb, split_holdout

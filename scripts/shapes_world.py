@@ -200,7 +200,11 @@ def stage_decoupled(args, work: Path) -> None:
     """Cache the teacher's embeddings, distill with mobilesam.distill, assemble."""
     import torch
 
-    from mobilesam.distill import Distiller, assemble, build_cache, load_teacher, plot_curves
+    from mobilesam.distill import Distiller, build_cache, load_teacher, plot_curves
+
+    # the function from its module: once that module is imported (the CLI does), the
+    # package attribute of the same name is the module, not the function
+    from mobilesam.distill.assemble import assemble
     from mobilesam.distill.report import MetricsLog
     from mobilesam.distill.sources import folder_source
     from mobilesam.training.trainer import MONITOR_OFFSET, point_miou
