@@ -126,6 +126,13 @@ def distill_recipe(args, out: Path, cache: Path):
     )  # fmt: skip
 
 
+def scene_config():
+    """The scenes every stage renders: 256 px, whatever the models' input size."""
+    from mobilesam.data import ShapesConfig
+
+    return ShapesConfig(size=256)
+
+
 def teacher_input_size(work: Path) -> int:
     """The teacher's input side, which every student of the run takes too.
 
@@ -164,9 +171,9 @@ def fresh_student(teacher_ckpt: Path | None = None, seed: int = 0, image_size: i
 
 
 def stage_scenes(args, work: Path) -> None:
-    from mobilesam.data import ShapesConfig, write_scenes
+    from mobilesam.data import write_scenes
 
-    cfg = ShapesConfig(size=256)
+    cfg = scene_config()
     for split, n in (("train", args.student_scenes), ("heldout", args.heldout)):
         folder = work / "scenes" / split
         if len(list(folder.glob("*.png"))) == n:
@@ -219,7 +226,7 @@ def stage_decoupled(args, work: Path) -> None:
     report = build_cache(cache, folder_source(work / "scenes" / "train"), teacher, batch_size=8)
     cache_seconds, cache_cpu = time.perf_counter() - t0, time.process_time() - c0
     print(report.summary())
-    size = teacher_input_size(work)
+    size = teacher.image_size
     student = fresh_student(seed=args.seed, image_size=size)
     distiller = Distiller(distill_recipe(args, out / "run", cache), student=student, progress=True)
     # The assembled model (student encoder + teacher decoder) is scored along the way on the
@@ -228,7 +235,8 @@ def stage_decoupled(args, work: Path) -> None:
     from mobilesam.training.trainer import upscale_scene
 
     first = SPLITS["heldout"][0] + MONITOR_OFFSET
-    monitor = [upscale_scene(render_scene(first + i), size) for i in range(args.monitor_scenes)]
+    scenes = [render_scene(first + i, scene_config()) for i in range(args.monitor_scenes)]
+    monitor = [upscale_scene(scene, size) for scene in scenes]
     probe = fresh_student(teacher_ckpt, args.seed, size)
     out.mkdir(parents=True, exist_ok=True)
     curve = MetricsLog(out / "miou.jsonl")
@@ -257,7 +265,6 @@ def stage_decoupled(args, work: Path) -> None:
 
 
 def stage_coupled(args, work: Path, variant: str) -> None:
-    from mobilesam.data import ShapesConfig
     from mobilesam.training import train_sam
 
     out = work / f"coupled_{variant}"
@@ -270,7 +277,7 @@ def stage_coupled(args, work: Path, variant: str) -> None:
     else:
         model, trainable = fresh_student(teacher_ckpt, args.seed, size), "image_encoder"
     # the 256-px scenes, upscaled to the student's input as the teacher saw them
-    train_sam(model, coupled_recipe(args, out, trainable), scene_config=ShapesConfig())
+    train_sam(model, coupled_recipe(args, out, trainable), scene_config=scene_config())
 
 
 def stage_finetune(args, work: Path) -> None:
@@ -283,10 +290,9 @@ def stage_finetune(args, work: Path) -> None:
     student = work / "decoupled" / "model.safetensors"
     if not student.is_file():
         raise SystemExit(f"finetune needs the decoupled student first: no {student}")
-    from mobilesam.data import ShapesConfig
     from mobilesam.loading import load_model
 
-    train_sam(load_model(None, student), finetune_recipe(args, out), scene_config=ShapesConfig())
+    train_sam(load_model(None, student), finetune_recipe(args, out), scene_config=scene_config())
 
 
 def record_stage_time(work: Path, stage: str, seconds: float) -> None:

@@ -27,14 +27,17 @@ class CheckpointError(ValueError):
     """A checkpoint file cannot be read or does not fit the model."""
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _read_safetensors(
+    path: Path, with_tensors: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file (``with_tensors`` False: the header only)."""
     from safetensors import SafetensorError, safe_open
 
     try:
         tensors: dict[str, torch.Tensor] = {}
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
-            for key in f.keys():
+            for key in f.keys() if with_tensors else ():
                 tensors[key] = f.get_tensor(key)
         return tensors, meta
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -104,7 +107,7 @@ def read_config(path: str | Path) -> SamConfig | None:
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
         return None
-    text = _read_safetensors(path)[1].get(CONFIG_KEY)
+    text = _read_safetensors(path, with_tensors=False)[1].get(CONFIG_KEY)
     return SamConfig.from_json(text) if text else None
 
 
