@@ -34,9 +34,12 @@ def photo() -> np.ndarray:
 @pytest.fixture(scope="module")
 def ctx(small_model, small_onnx_dir, photo, tmp_path_factory) -> LoadContext:
     """The shared small export copied (converts write beside it), calibrated on ``photo``."""
+    from mobilesam.export.numpy_weights import save_decoder_weights
+
     art = tmp_path_factory.mktemp("artifacts")
     for name in ("encoder.onnx", "decoder.onnx"):
         shutil.copy(small_onnx_dir / name, art / name)
+    save_decoder_weights(small_model, art / "decoder.safetensors")  # the OpenVINO backends'
     return LoadContext(
         artifacts=art, model=lambda: small_model, options={"calibration_images": [photo]}
     )
@@ -111,7 +114,10 @@ def test_openvino_runs_without_torch(ctx, photo, tmp_path):
         core = PredictorCore(*get_backend("openvino-fp32").load(ctx))
         core.set_image(np.load({str(tmp_path / "photo.npy")!r}))
         masks, scores, low = core.predict(np.array([[60.0, 40.0]]), np.array([1]))
-        assert masks.shape[0] == 3 and "torch" not in [m for m in sys.modules if sys.modules[m]]
+        loaded = [m for m in sys.modules if sys.modules[m]]
+        assert masks.shape[0] == 3 and "torch" not in loaded
+        assert "onnxruntime" not in loaded  # the decoder is numpy's
+        assert "openvino.tools.ovc" not in loaded  # nor is OpenVINO's converter loaded
         print("ok")
         """
     )
@@ -127,7 +133,7 @@ def test_openvino_decodes_many_prompt_sets_in_chunks(ctx, photo):
     from mobilesam.runtime.openvino_backend import OpenVinoDecoder
 
     _usable("openvino-fp32")
-    enc, _ = get_backend("openvino-fp32").load(ctx)  # the backends decode with onnxruntime
+    enc, _ = get_backend("openvino-fp32").load(ctx)  # the backends decode with numpy
     dec = OpenVinoDecoder(
         ctx.artifacts / "decoder.onnx", "fp32", None, enc.mask_threshold, enc.mask_input_size
     )
@@ -173,7 +179,7 @@ def test_openvino_load_raises_the_encoders_error_from_its_helper_thread(ctx, tmp
     _usable("openvino-fp32")
     art = tmp_path / "art"
     art.mkdir()
-    shutil.copy(ctx.artifacts / "decoder.onnx", art / "decoder.onnx")
+    shutil.copy(ctx.artifacts / "decoder.safetensors", art / "decoder.safetensors")
     (art / "encoder.onnx").write_bytes(b"not a graph")  # the encoder loads in another thread
     broken = LoadContext(artifacts=art, model=ctx.model)
     with pytest.raises(Exception, match="encoder.onnx"):
@@ -181,3 +187,14 @@ def test_openvino_load_raises_the_encoders_error_from_its_helper_thread(ctx, tmp
     shutil.copy(ctx.artifacts / "encoder.onnx", art / "encoder.onnx")
     enc, dec = get_backend("openvino-fp32").load(broken)
     assert (dec.mask_threshold, dec.mask_input_size) == (enc.mask_threshold, enc.mask_input_size)
+
+
+def test_openvino_conversion_writes_the_graph_and_the_decoder_weights(ctx, tmp_path):
+    from mobilesam.runtime.numpy_decoder import NumpyDecoder
+
+    spec = get_backend("openvino-fp32")
+    assert spec.artifacts == ("encoder.onnx", "decoder.safetensors")
+    spec.convert(LoadContext(artifacts=tmp_path, model=ctx.model))
+    assert all((tmp_path / a).is_file() for a in spec.artifacts)
+    dec = NumpyDecoder.from_file(tmp_path / "decoder.safetensors")
+    assert dec.image_size == ctx.model().image_size

@@ -76,28 +76,40 @@ def _ort_fp32(ctx: LoadContext) -> tuple[Any, Any]:
     return enc, dec
 
 
+NUMPY_DECODER = "decoder.safetensors"
+OPENVINO_ARTIFACTS = ("encoder.onnx", NUMPY_DECODER)
+
+
+def _export_openvino(ctx: LoadContext) -> None:
+    """The exported graphs (OpenVINO reads ``encoder.onnx``) and the numpy decoder's weights."""
+    from ..export.numpy_weights import save_decoder_weights
+
+    export_graphs(ctx)
+    save_decoder_weights(ctx.model(), ctx.artifacts / NUMPY_DECODER)
+
+
 def _openvino(precision: str) -> Any:
-    # The decoder is onnxruntime's float32 one on the same graph. In bf16 OpenVINO also
-    # rounds the graph's size arithmetic (orig_im_size 534 -> 536 rows: masks of the wrong
-    # shape); in float32 it is right but slower to start: compiling the dynamic-shape graph
-    # and its first call cost ~0.1 s more than onnxruntime's session and first call, which
-    # is most of a one-click process's decoding (warm calls differ by a few ms either way).
+    # The decoder is the numpy one (mobilesam.runtime.numpy_decoder), float32 at any
+    # encoder precision. OpenVINO's own decoder was slower to start (compiling the
+    # dynamic-shape graph), and in bf16 it also rounds the graph's size arithmetic
+    # (orig_im_size 534 -> 536 rows: masks of the wrong shape); onnxruntime's cost a
+    # one-click process ~0.15 s in importing it, building the session and a first call.
     #
-    # The two load at once: importing the encoder's compiled blob (~0.17 s) and building the
-    # decoder's session (~0.06 s) each leave a core idle much of the time, and a one-image
-    # process waits for both (main job 0.72 -> 0.70 s on 2 cores). Both modules are imported
-    # here first: importing inside the helper thread can deadlock on the import lock.
+    # The two load at once: OpenVINO imports the encoder's compiled blob (~0.17 s, in a
+    # helper thread, releasing the GIL) while this thread reads the decoder's weights.
+    # The modules are imported here first: importing inside the helper thread can
+    # deadlock on the import lock.
     def load(ctx: LoadContext) -> tuple[Any, Any]:
         from concurrent.futures import ThreadPoolExecutor
 
-        from ..runtime.onnx_backend import OnnxDecoder
+        from ..runtime.numpy_decoder import NumpyDecoder
         from ..runtime.openvino_backend import OpenVinoEncoder
 
         cache = ctx.artifacts / "openvino-cache"  # compiled blobs, keyed by OpenVINO itself
         path = ctx.artifacts / "encoder.onnx"
         with ThreadPoolExecutor(1, thread_name_prefix="mobilesam-load") as pool:
             encoder = pool.submit(OpenVinoEncoder, path, precision, ctx.threads, cache)
-            dec = OnnxDecoder(ctx.artifacts / "decoder.onnx", ctx.threads)  # its graph's threshold
+            dec = NumpyDecoder.from_file(ctx.artifacts / NUMPY_DECODER)
             enc = encoder.result()  # raises the encoder's error, if any
         return enc, dec
 
@@ -193,25 +205,25 @@ register_backend(
 register_backend(
     BackendSpec(
         name="openvino-fp32",
-        description="OpenVINO float32 encoder (INFERENCE_PRECISION_HINT f32), onnxruntime decoder",
+        description="OpenVINO float32 encoder (INFERENCE_PRECISION_HINT f32), numpy decoder",
         precision="fp32",
         needs_torch=False,
-        check=lambda: _needs("openvino", "onnxruntime"),
+        check=lambda: _needs("openvino"),
         load=_openvino("fp32"),
-        artifacts=ONNX_GRAPHS,
-        convert=export_graphs,
+        artifacts=OPENVINO_ARTIFACTS,
+        convert=_export_openvino,
     )
 )
 register_backend(
     BackendSpec(
         name="openvino-bf16",
-        description="OpenVINO bf16 encoder, onnxruntime float32 decoder (the exported graphs)",
+        description="OpenVINO bf16 encoder (the exported graph), numpy float32 decoder",
         precision="bf16",
         needs_torch=False,
-        check=lambda: _needs_bf16("openvino", "onnxruntime"),
+        check=lambda: _needs_bf16("openvino"),
         load=_openvino("bf16"),
-        artifacts=ONNX_GRAPHS,
-        convert=export_graphs,
+        artifacts=OPENVINO_ARTIFACTS,
+        convert=_export_openvino,
     )
 )
 register_backend(

@@ -18,9 +18,7 @@ two-step reference up to float32 rounding of the sums (logits within ~1e-5; a ma
 pixel can flip only where its logit is that close to the threshold).
 
 The maps are numpy arrays cached per size (:func:`mask_map`); :func:`upscale_torch`
-applies one. (A numpy version for the ONNX decoders was measured and dropped: in
-onnxruntime the in-graph upscaling is a small part of a click, ~10 of ~120 ms on one
-thread; the transformer is the rest.)
+applies one to a tensor and :func:`upscale_numpy` to an array (the numpy decoder's).
 """
 
 from __future__ import annotations
@@ -174,3 +172,16 @@ def upscale_torch(low: Any, m: MaskMap) -> Any:
             flat[:, band.lo : band.hi], block.to(low.device), beta=0
         )
     return out.view(*rows.shape[:-1], out.shape[-1])
+
+
+def upscale_numpy(low: np.ndarray, m: MaskMap) -> np.ndarray:
+    """:func:`upscale_torch` on a numpy array (...x h x w float32) -> ...x H x W float32."""
+    index, weight = m.rows
+    rows = low[..., index[:, 0], :] * weight[:, 0, None]  # rows first: h -> H on w columns
+    for k in range(1, index.shape[1]):
+        rows += low[..., index[:, k], :] * weight[:, k, None]
+    flat = rows.reshape(-1, rows.shape[-1])
+    out = np.empty((flat.shape[0], m.out_size[1]), np.float32)
+    for band in m.columns:
+        np.matmul(flat[:, band.lo : band.hi], band.block, out=out[:, band.start : band.stop])
+    return out.reshape(*rows.shape[:-1], out.shape[-1])

@@ -16,18 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from ..inference.core import DecodeRequest
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def load_session(path: str | Path, num_threads: int | None = None) -> ort.InferenceSession:
-    """An onnxruntime CPU session with full graph optimisation.
+def load_session(path: str | Path, num_threads: int | None = None) -> Any:
+    """An onnxruntime ``InferenceSession`` on the CPU, with full graph optimisation.
 
-    ``num_threads`` defaults to the number of usable cores.
+    ``num_threads`` defaults to the number of usable cores. onnxruntime is imported
+    here, not with the module: the OpenVINO backends reuse this module's image and
+    prompt handling without running anything on onnxruntime.
     """
+    import onnxruntime as ort
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX graph not found: {path}")

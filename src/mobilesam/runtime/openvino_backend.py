@@ -17,17 +17,54 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openvino as ov
 
 from ..inference.core import DecodeRequest
 from ..io import atomic_write_text
 from .onnx_backend import OnnxDecoder, OnnxEncoder, Prediction
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+CONVERTER = "openvino.tools.ovc"
+
+
+def _import_openvino() -> Any:
+    """``import openvino``, without loading its model converter until someone calls it.
+
+    ``openvino/__init__`` imports its converter (``openvino.tools.ovc``, for
+    ``openvino.convert_model``) inside ``try: ... except ImportError``; that one import
+    was ~40 of OpenVINO's ~75 ms import on a 2-core Xeon, in a one-click process of
+    ~0.7 s that never converts a model. A ``None`` in ``sys.modules`` makes that import
+    fail (Python's documented way to block one); afterwards ``convert_model`` is put
+    back as a stand-in that imports the converter on first use.
+    """
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    blocked = CONVERTER not in sys.modules
+    if blocked:
+        sys.modules[CONVERTER] = None  # type: ignore[assignment]
+    try:
+        import openvino
+    finally:
+        if blocked and sys.modules.get(CONVERTER, 0) is None:
+            del sys.modules[CONVERTER]
+    if blocked and not hasattr(openvino, "convert_model"):
+        openvino.convert_model = _convert_model
+    return openvino
+
+
+def _convert_model(*args: Any, **kwargs: Any) -> Any:
+    """``openvino.convert_model``, imported when first called (see :func:`_import_openvino`)."""
+    from openvino.tools.ovc import convert_model
+
+    sys.modules["openvino"].convert_model = convert_model
+    return convert_model(*args, **kwargs)
+
+
+ov = _import_openvino()
 
 
 class OpenVinoSession:
