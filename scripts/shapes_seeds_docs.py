@@ -163,8 +163,7 @@ side does not bias it. Every number is mean ± sample standard deviation over th
 
 **Teacher**{teacher_note}. On the held-out scenes: one point {_ms(t["point_gt"])}, box
 {_ms(t["box_gt"])} against ground truth (the teacher targets of [teacher.md](teacher.md), 0.80
-and 0.88, are not met: the comparison below is with the best teacher trained so far, not with a
-strong one).
+and 0.88, are not met: the comparison below is not with a strong teacher).
 
 ## Equal steps ({steps} steps each), held-out scenes
 
