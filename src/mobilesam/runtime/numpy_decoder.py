@@ -29,7 +29,7 @@ import numpy as np
 
 from ..inference.core import DecodeRequest
 from ..inference.upscale import mask_map, upscale_numpy
-from .numpy_layers import F32, MLP, Attention, Norm, TwoWayLayer, gelu, phi_table
+from .numpy_layers import F32, MLP, Attention, Norm, TwoWayLayer, gelu
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 META_KEY = "mobilesam.decoder"  # the header's metadata entry (see mobilesam.export.numpy_weights)
@@ -81,7 +81,6 @@ class NumpyDecoder:
         ]
         self.iou_head = MLP(p, f"{md}.iou_prediction_head")
         self.dense_pe = p["dense_pe"]  # (grid*grid) x C, as the model computed it
-        phi_table()  # made once per process, here rather than in the first click
 
     @classmethod
     def from_file(cls, path: str | Path) -> NumpyDecoder:

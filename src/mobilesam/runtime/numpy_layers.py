@@ -8,46 +8,48 @@ softmax after subtracting the row maximum, attention scaled by dividing by sqrt(
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 
 F32 = np.float32
 Weights = dict[str, np.ndarray]
-PHI_LO, PHI_STEPS = -6.0, 512  # the GELU table: from -6 in steps of 1/512 ...
-PHI_SIZE = int(-2 * PHI_LO * PHI_STEPS) + 1  # ... to +6
 
 
-@functools.lru_cache(maxsize=1)
-def phi_table() -> tuple[np.ndarray, np.ndarray]:
-    """The normal CDF at ``PHI_LO + i / PHI_STEPS`` and its forward differences (float32)."""
-    x = PHI_LO + np.arange(PHI_SIZE) / PHI_STEPS
-    phi = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in x])
-    phi[0], phi[-1] = 0.0, 1.0  # the values beyond the ends: GELU(x) = 0 / x there
-    return phi.astype(F32), np.diff(phi, append=phi[-1]).astype(F32)
+# erf by Abramowitz & Stegun 7.1.26: erf(z) = 1 - t (a1 + t (a2 + ... + t a5)) exp(-z^2),
+# t = 1 / (1 + p z), z >= 0, absolute error <= 1.5e-7 (float32 resolves ~6e-8 at 1).
+ERF_P = 0.3275911
+ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """Exact (erf) GELU, as ``torch.nn.GELU()``: x * Phi(x), within ~5e-7 absolute.
+    """Exact (erf) GELU, as ``torch.nn.GELU()``: x * Phi(x), within ~3e-7 (relative above 1).
 
-    numpy has no ``erf``, and a rational approximation costs ~20 passes over the
-    activations; Phi is read from a table in steps of 1/512 on [-6, 6], interpolated
-    linearly (error <= step^2 / 8 * max|Phi''| ~ 1.2e-7), and is 0 / 1 beyond it
-    (Phi(-6) ~ 1e-9), so GELU(x) is exactly 0 for x <= -6 and x for x >= 6.
+    numpy has no ``erf``; this is a rational approximation evaluated in float32 with
+    in-place passes only (no gathers, so it also beat a table of Phi interpolated
+    linearly: 0.48 against 0.69 ms per 128K values on a 2-core Xeon). GELU(x) is 0 for
+    very negative x and x for very positive x, NaN stays NaN.
     """
-    phi0, dphi = phi_table()
-    t = x * F32(PHI_STEPS)
-    t += F32(-PHI_LO * PHI_STEPS)
-    np.clip(t, 0, PHI_SIZE - 1, out=t)
-    with np.errstate(invalid="ignore"):  # a NaN's index is garbage; x * ... stays NaN
-        i = t.astype(np.int32)
-    t -= i
-    phi = dphi.take(i, mode="clip")
-    phi *= t
-    phi += phi0.take(i, mode="clip")
-    phi *= x
-    return phi
+    z = np.abs(x)
+    z *= F32(1.0 / math.sqrt(2.0))
+    t = z * F32(ERF_P)
+    t += F32(1.0)
+    np.reciprocal(t, out=t)
+    poly = t * F32(ERF_A[-1])
+    for a in ERF_A[-2::-1]:
+        poly += F32(a)
+        poly *= t
+    with np.errstate(over="ignore"):  # |x| > ~1e19: z^2 is inf, exp(-inf) = 0, as it should
+        np.square(z, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    poly *= z  # erfc(|x| / sqrt 2)
+    np.subtract(F32(1.0), poly, out=poly)
+    np.copysign(poly, x, out=poly)  # erf(x / sqrt 2)
+    poly += F32(1.0)
+    poly *= F32(0.5)
+    poly *= x
+    return poly
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
