@@ -41,7 +41,7 @@ class NumpyDecoder:
     ``weights``: the ``prompt_encoder.*`` and ``mask_decoder.*`` tensors of a ``Sam``
     state dict and ``dense_pe`` (g*g x C); ``meta``: ``image_size``, ``embedding_size``, ``heads``,
     ``mask_threshold`` (what :func:`~mobilesam.export.numpy_weights.save_decoder_weights`
-    records). One instance may serve many images; decode from one thread at a time.
+    records). One instance may serve many images and threads: decoding keeps no state.
     """
 
     block_rows = 4  # image-embedding rows per block of the upscaling network
