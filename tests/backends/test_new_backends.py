@@ -198,3 +198,24 @@ def test_openvino_conversion_writes_the_graph_and_the_decoder_weights(ctx, tmp_p
     assert all((tmp_path / a).is_file() for a in spec.artifacts)
     dec = NumpyDecoder.from_file(tmp_path / "decoder.safetensors")
     assert dec.image_size == ctx.model().image_size
+
+
+def test_openvino_converter_still_works_after_the_lean_import(ctx):
+    _usable("openvino-fp32")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from mobilesam.runtime import openvino_backend  # imports openvino without its converter
+        assert "openvino.tools.ovc" not in sys.modules
+        import openvino
+        model = openvino.convert_model({str(ctx.artifacts / "encoder.onnx")!r})  # loads it now
+        assert "openvino.tools.ovc" in sys.modules and isinstance(model, openvino.Model)
+        print("ok")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")
