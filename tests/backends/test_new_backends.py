@@ -45,6 +45,16 @@ def ctx(small_model, small_onnx_dir, photo, tmp_path_factory) -> LoadContext:
     )
 
 
+def _run_ok(script: str) -> None:
+    """Run ``script`` in a fresh interpreter on this checkout; it must print ``ok`` last."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")
+
+
 def _usable(name: str) -> None:
     reason = get_backend(name).check()
     if reason is not None:
@@ -121,12 +131,7 @@ def test_openvino_runs_without_torch(ctx, photo, tmp_path):
         print("ok")
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("ok")
+    _run_ok(script)
 
 
 def test_openvino_decodes_many_prompt_sets_in_chunks(ctx, photo):
@@ -213,9 +218,4 @@ def test_openvino_converter_still_works_after_the_lean_import(ctx):
         print("ok")
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("ok")
+    _run_ok(script)
