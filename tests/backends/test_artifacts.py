@@ -93,3 +93,25 @@ def test_weights_digest_is_remembered_and_follows_changes(tmp_path):
     assert weights_digest(w, tmp_path / "root") == first
     w.write_bytes(b"b" * 101)  # new content: size and time change, so it is hashed again
     assert weights_digest(w, tmp_path / "root") == file_sha256(w) != first
+
+
+def test_a_conversion_finds_the_verified_artifacts_of_earlier_ones(tmp_path):
+    store, calls, seen = ArtifactStore("vit_t", "w", tmp_path), [], []
+    store.ensure(_spec(calls), _ctx(store))  # writes graph.bin
+
+    def convert(ctx: LoadContext) -> None:  # builds on graph.bin, as quantisers build on graphs
+        seen.append((ctx.artifacts / "graph.bin").read_bytes())
+        (ctx.artifacts / "extra.bin").write_bytes(b"y")
+
+    spec = BackendSpec(
+        name="fake2", description="", precision="fp32", needs_torch=False,
+        check=lambda: None, load=lambda ctx: (None, None),
+        artifacts=("graph.bin", "extra.bin"), convert=convert,
+    )  # fmt: skip
+    before = (store.dir / "graph.bin").stat()
+    store.ensure(spec, _ctx(store))
+    assert seen == [b"x" * 1000] and calls == [1]
+    assert store.valid(("graph.bin", "extra.bin"))
+    after = (store.dir / "graph.bin").stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert not list(store.dir.glob(".staging-*"))

@@ -155,8 +155,9 @@ class ArtifactStore:
     def ensure(self, spec: BackendSpec, ctx: LoadContext) -> None:
         """Make ``spec``'s artifacts unless a verified copy exists (under the lock).
 
-        ``ctx.artifacts`` is ignored: conversion writes to a staging folder whose
-        files are then renamed into this store's folder.
+        ``ctx.artifacts`` is ignored: conversion writes to a staging folder, seeded with
+        copies of the verified artifacts already here, whose files named by ``spec`` are then
+        renamed into this store's folder.
         """
         if not spec.artifacts or spec.convert is None:
             return
@@ -167,6 +168,7 @@ class ArtifactStore:
                 return
             staging = Path(tempfile.mkdtemp(dir=self.dir, prefix=".staging-"))
             try:
+                self._seed(staging)
                 spec.convert(LoadContext(staging, ctx.model, ctx.threads, ctx.options))
                 records = {}
                 for name in spec.artifacts:
@@ -179,6 +181,14 @@ class ArtifactStore:
                 self._record(records)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
+
+    def _seed(self, staging: Path) -> None:
+        """Copy the verified artifacts into ``staging``: a conversion that builds on another
+        backend's files (the exported graphs) finds them instead of making them again."""
+        for name, record in self.manifest().items():
+            path = self.dir / name
+            if path.is_file() and _same_file(path, record):
+                shutil.copy2(path, staging / name)  # a copy: a converter may rewrite it
 
     # ----------------------------------------------------------------- choice
     @property

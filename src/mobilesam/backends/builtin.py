@@ -81,10 +81,11 @@ OPENVINO_ARTIFACTS = ("encoder.onnx", NUMPY_DECODER)
 
 
 def _export_openvino(ctx: LoadContext) -> None:
-    """The exported graphs (OpenVINO reads ``encoder.onnx``) and the numpy decoder's weights."""
+    """The exported graphs unless made already (OpenVINO reads ``encoder.onnx``) and the
+    numpy decoder's weights."""
     from ..export.numpy_weights import save_decoder_weights
 
-    export_graphs(ctx)
+    _export_missing_graphs(ctx)
     save_decoder_weights(ctx.model(), ctx.artifacts / NUMPY_DECODER)
 
 

@@ -20,9 +20,9 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from ..io import atomic_path
+from ..runtime.numpy_decoder import META_KEY
 
 PREFIXES = ("prompt_encoder.", "mask_decoder.")
-META_KEY = "mobilesam.decoder"
 
 
 def decoder_meta(model: Any) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def save_decoder_weights(model: Any, path: str | os.PathLike) -> Path:
         for name, tensor in model.state_dict().items()
         if name.startswith(PREFIXES)
     }
-    dense_pe = model.prompt_encoder.get_dense_pe()[0]  # C x g x g
+    dense_pe = pe.get_dense_pe()[0]  # C x g x g
     arrays["dense_pe"] = dense_pe.detach().cpu().float().numpy().reshape(dense_pe.shape[0], -1).T
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     path = Path(path)

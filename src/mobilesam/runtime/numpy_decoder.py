@@ -15,7 +15,8 @@ tokens projects the tokens, not the image (see :class:`.numpy_layers.Attention`)
 halves the products and the memory traffic; and the upscaling network runs in blocks of
 image rows with its sub-pixels left in place (a transposed convolution of stride 2 turns
 each pixel into a 2x2 block, and everything after it is per pixel), so its 2M-value
-activations never exist whole and only the returned masks are put in raster order, once, at the end.
+activations never exist whole and only the returned masks are put in raster order, once,
+at the end.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..inference.upscale import mask_map, upscale_numpy
 from .numpy_layers import F32, MLP, Attention, Norm, TwoWayLayer, gelu
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
-META_KEY = "mobilesam.decoder"  # the header's metadata entry (see mobilesam.export.numpy_weights)
+META_KEY = "mobilesam.decoder"  # the weights file's metadata entry (mobilesam.export.numpy_weights)
 
 
 class NumpyDecoder:
@@ -98,15 +99,12 @@ class NumpyDecoder:
         return cls(weights, json.loads(meta))
 
     # ------------------------------------------------------------ prompt encoder
-    def _pe(self, unit: np.ndarray) -> np.ndarray:
-        """Random-Fourier encoding of coordinates in [0, 1] (... x 2) -> ... x C."""
+    def _point_pe(self, coords: np.ndarray) -> np.ndarray:
+        """Random-Fourier encoding of pixel coordinates in the padded input (... x 2) -> ... x C."""
+        unit = coords / F32(self.image_size)  # the padded input frame is square
         c = (F32(2.0) * unit - F32(1.0)) @ self.gauss
         c = F32(2.0 * math.pi) * c
         return np.concatenate([np.sin(c), np.cos(c)], axis=-1)
-
-    def _point_pe(self, coords: np.ndarray) -> np.ndarray:
-        unit = coords / F32(self.image_size)  # the padded input frame is square
-        return self._pe(unit)
 
     def sparse(self, r: DecodeRequest, b: int) -> np.ndarray:
         """Point and box tokens, B x K x C (K may be 0)."""
