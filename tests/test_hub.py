@@ -6,6 +6,7 @@ No network: downloads come from ``file://`` addresses or a stand-in ``urlopen``.
 from __future__ import annotations
 
 import io
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,7 @@ def test_a_connection_dropped_mid_download_leaves_nothing(cache, weights_file, m
                 raise ConnectionResetError("connection reset by peer")
             return super().read(16)
 
-    monkeypatch.setattr(hub.urllib.request, "urlopen", lambda url, timeout: Dropping(b"x" * 64))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Dropping(b"x" * 64))
     with pytest.raises(hub.WeightsUnavailableError, match="connection reset"):
         hub.download("vit_t", url="https://example.invalid/w.pt", progress=False)
     assert list(cache.iterdir()) == []
