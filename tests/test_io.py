@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +165,17 @@ def test_save_png_writes_masks_as_0_255(tmp_path):
     path = save_png(tmp_path / "m.png", mask)
     got = np.array(Image.open(path))
     assert got.dtype == np.uint8 and got[1, 2] == 255 and got.sum() == 255
+
+
+def test_atomic_writes_get_the_permissions_open_would_give(tmp_path):
+    old = os.umask(0o027)
+    try:
+        new = save_png(tmp_path / "new.png", np.zeros((2, 2), bool))
+        assert stat.S_IMODE(new.stat().st_mode) == 0o640  # 0666 less the umask, not mkstemp's 0600
+        kept = tmp_path / "kept.txt"
+        kept.write_text("x")
+        kept.chmod(0o604)
+        atomic_write_text(kept, "y")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o604 and kept.read_text() == "y"
+    finally:
+        os.umask(old)
