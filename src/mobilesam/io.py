@@ -145,12 +145,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         try:
             mode = stat.S_IMODE(os.stat(path).st_mode)
         except FileNotFoundError:
-            mode = 0o666 & ~_umask()
+            mode = default_mode()
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def default_mode(directory: bool = False) -> int:
+    """The permissions ``open()`` (or ``mkdir``) gives a new file (folder): 0666 (0777)
+    less the process's umask. For files and folders made private by ``tempfile``."""
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 def _umask() -> int:

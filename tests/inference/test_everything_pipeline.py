@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ from mobilesam.inference.everything_pipeline import (
     FolderJob,
     PipelineOptions,
     run_folder,
+    write_result_folder,
 )
 
 LENIENT = {"points_per_side": 3, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
@@ -211,3 +214,18 @@ def test_ahead_encoder_serves_prefetched_embeddings_once():
     ahead.encode([a])  # served once only: a second request encodes again
     ahead.encode([b])
     assert inner.calls == 4 and ahead.hits == 1
+
+
+def test_result_folders_get_the_permissions_mkdir_would_give(tmp_path):
+    def write(folder: Path) -> None:
+        (folder / "metadata.csv").write_text("id\n")
+
+    old = os.umask(0o027)
+    try:
+        job = FolderJob(tmp_path / "p.png", "p")
+        for overwrite in (False, True):  # a new folder, then one replacing it
+            final = write_result_folder(tmp_path, job, write, overwrite)
+            assert stat.S_IMODE(final.stat().st_mode) == 0o750  # not mkdtemp's private 0700
+            assert (final / "metadata.csv").read_text() == "id\n"
+    finally:
+        os.umask(old)

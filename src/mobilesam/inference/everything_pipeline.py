@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import ImageReadError, read_image
+from ..io import ImageReadError, default_mode, read_image
 from .cache import EmbeddingCache, image_digest
 from .core import EncoderBackend, PredictorCore
 from .folder_options import SEQUENTIAL, FolderJob, PipelineOptions  # noqa: F401  (re-exported)
@@ -134,6 +134,7 @@ def write_result_folder(
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{job.name}.tmp-"))
     try:
         write(tmp)
+        os.chmod(tmp, default_mode(directory=True))  # mkdtemp's folder is private (0700)
         if final.exists():
             if not overwrite:
                 raise FileExistsError(final)
