@@ -230,3 +230,23 @@ def png_bytes(array: np.ndarray) -> bytes:
 def save_png(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Save a uint8 (HxW, HxWx3) or bool (HxW, written as 0/255) array as PNG, atomically."""
     return atomic_write_bytes(path, png_bytes(array))
+
+
+#: File suffixes :func:`save_picture` writes, and Pillow's format for each.
+PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def save_picture(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Save a uint8 HxWx3 picture (e.g. an overlay) atomically, in the format its suffix
+    names (:data:`PICTURE_FORMATS`; JPEG and WebP at quality 92); ValueError otherwise."""
+    fmt = PICTURE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"{path}: cannot tell the picture format from the suffix; use one of "
+            f"{', '.join(PICTURE_FORMATS)}"
+        )
+    if fmt == "PNG":
+        return save_png(path, array)
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(array, np.uint8)).save(buf, format=fmt, quality=92)
+    return atomic_write_bytes(path, buf.getvalue())

@@ -71,6 +71,41 @@ def test_segment_unreadable_image(tmp_path, capsys):
     assert "bad.jpg" in err and "not an image" in err
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--point", "4000,260"], "--point 4000,260 is outside the 800x534 image"),
+        (["--point", "260,600"], "--point 260,600 is outside the 800x534 image"),
+        (["--point=-1,5"], "--point -1,5 is outside"),
+        (["--box", "810,10,900,90"], "--box 810,10,900,90 misses the 800x534 image"),
+        (["--point", "1,1", "--out", "m.jpg"], "name it *.png"),
+        (["--point", "1,1", "--overlay", "o.gif"], "the suffix picks the format"),
+    ],
+)
+def test_segment_refuses_prompts_off_the_image_and_unknown_outputs(
+    tmp_path, monkeypatch, capsys, args, message
+):
+    monkeypatch.chdir(tmp_path)
+    out = [] if "--out" in args else ["--out", "m.png"]
+    # no weights given: the checks come before any loading
+    assert main(["segment", str(EXAMPLE), *args, *out]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_segment_writes_the_overlay_in_the_format_its_name_asks(
+    tmp_path, generated_checkpoint, capsys
+):
+    ckpt = str(generated_checkpoint("vit_t"))
+    base = ["segment", str(EXAMPLE), "--point", "799,533", "--checkpoint", ckpt]
+    for name, fmt in (("o.jpg", "JPEG"), ("o.webp", "WEBP")):
+        args = [*base, "--backend", "torch-exact", "--out", str(tmp_path / "m.png")]
+        assert main([*args, "--overlay", str(tmp_path / name)]) == 0
+        with Image.open(tmp_path / name) as im:
+            assert im.format == fmt and im.size == (800, 534)
+    capsys.readouterr()
+
+
 def test_segment_auto_backend_is_chosen_once_and_remembered(tmp_path, small_ckpt, capsys):
     # The session's weights cache (tests/conftest.py) is shared with the other commands'
     # tests on this checkpoint: whichever runs first measures, and the choice is remembered.

@@ -57,19 +57,59 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--box", type=_box, default=None, metavar="X0,Y0,X1,Y1", help="prompt box")
     p.add_argument("--multimask", action="store_true", help="predict 3 masks, keep the best")
-    p.add_argument("--out", required=True, help="output mask PNG (0/255)")
-    p.add_argument("--overlay", default=None, help="also write mask + prompts over the photo")
+    p.add_argument("--out", required=True, help="output mask, *.png (0/255)")
+    p.add_argument(
+        "--overlay",
+        default=None,
+        help="also write mask + prompts over the photo (*.png, *.jpg, *.jpeg or *.webp)",
+    )
     add_model_args(p)
     add_backend_args(p)
     return p
 
 
+def _output_problem(args: argparse.Namespace) -> str | None:
+    """Why ``--out`` / ``--overlay`` cannot be written as asked, or None."""
+    from ..io import PICTURE_FORMATS
+
+    if Path(args.out).suffix.lower() != ".png":
+        return f"--out {args.out}: the mask is written as PNG (lossless 0/255); name it *.png"
+    if args.overlay and Path(args.overlay).suffix.lower() not in PICTURE_FORMATS:
+        return (
+            f"--overlay {args.overlay}: name it with one of {', '.join(PICTURE_FORMATS)} "
+            "(the suffix picks the format)"
+        )
+    return None
+
+
+def _prompt_problem(args: argparse.Namespace, width: int, height: int) -> str | None:
+    """A point outside the image or a box that misses it (a typo, or X and Y swapped), or None.
+
+    The library takes such prompts as SAM does; the command refuses them, since a mask
+    for them is almost never what was meant.
+    """
+    for x, y, _ in args.point:
+        if not (0 <= x < width and 0 <= y < height):
+            return (
+                f"--point {x:g},{y:g} is outside the {width}x{height} image "
+                f"(X in 0..{width - 1}, Y in 0..{height - 1})"
+            )
+    if args.box is not None:
+        x0, y0, x1, y1 = args.box
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            return f"--box {','.join(f'{v:g}' for v in args.box)} misses the {width}x{height} image"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.point and args.box is None:
         return fail("give at least one --point or a --box")
+    problem = _output_problem(args)
+    if problem:
+        return fail(problem)
     import numpy as np
 
-    from ..io import ImageReadError, read_image, save_png
+    from ..io import ImageReadError, read_image, save_picture, save_png
     from ..loading import ModelLoadError
     from ..visualize import draw_prompts, overlay_masks
 
@@ -77,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         image = read_image(args.image)
     except ImageReadError as e:
         return fail(str(e))
+    problem = _prompt_problem(args, image.shape[1], image.shape[0])
+    if problem:
+        return fail(problem)
     try:
         predictor = load_predictor(args)
     except ModelLoadError as e:
@@ -98,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     save_png(args.out, masks[best])
     if args.overlay:
         pic = overlay_masks(image, [masks[best]])
-        save_png(args.overlay, draw_prompts(pic, coords, labels, box))
+        save_picture(args.overlay, draw_prompts(pic, coords, labels, box))
     report = {
         "image": str(args.image),
         "model": args.model,
