@@ -38,21 +38,36 @@ def test_folder_with_a_corrupt_image(folder, tmp_path, small_ckpt, capsys):
     assert rc == 1, "a skipped image makes the exit status non-zero"
     assert "broken.jpg" in err and "skipped" in err
     assert sorted(p.name for p in out.iterdir()) == ["b", "good"]  # no temp folders left
+    total = 0
     for name, src in (("good", folder / "good.png"), ("b", folder / "sub/b.jpg")):
         res = out / name
         rows = list(csv.DictReader(open(res / "metadata.csv")))
         pngs = sorted(res.glob("mask_*.png"))
         assert len(rows) == len(pngs) > 0
+        total += len(rows)
         w, h = Image.open(src).size
         for row, png in zip(rows, pngs):
             m = np.array(Image.open(png)) > 0
             assert m.shape == (h, w) and int(row["area"]) == int(m.sum())
         assert np.array(Image.open(res / "overlay.png")).shape == (h, w, 3)
+    assert f"2 image(s) segmented, 0 already done, 1 skipped; {total} mask(s);" in err
 
     # a second run skips finished images; the corrupt one is still reported
     rc = _run([str(folder), "--out", str(out), "--checkpoint", str(small_ckpt), *FAST])
     assert rc == 1
     assert "0 image(s) segmented, 2 already done, 1 skipped" in capsys.readouterr().err
+
+
+def test_a_run_whose_filters_keep_nothing_says_which_options_to_lower(
+    folder, tmp_path, small_ckpt, capsys
+):
+    strict = [*FAST[:2], "--pred-iou-thresh", "1.5"]  # no predicted IoU reaches 1.5
+    rc = _run([str(folder / "good.png"), "--out", str(tmp_path / "o"), "--checkpoint",
+               str(small_ckpt), *strict])  # fmt: skip
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "1 image(s) segmented" in err and "0 mask(s) (none passed the filters" in err
+    assert "--pred-iou-thresh" in err.splitlines()[-1]
 
 
 def test_coco_format_and_overwrite(folder, tmp_path, small_ckpt):

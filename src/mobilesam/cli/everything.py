@@ -227,11 +227,14 @@ def run(args: argparse.Namespace) -> int:
         if report.segmented
         else ""
     )
+    masks = f"; {report.masks} mask(s)" if report.segmented else ""
+    if report.segmented and not report.masks:
+        masks += " (none passed the filters: lower --pred-iou-thresh / --stability-score-thresh)"
     print(
         f"{len(report.segmented)} image(s) segmented, {len(mine) - len(todo)} already done, "
         f"{len(report.skipped)} skipped"
         + (f" (rank {rank} of {world})" if world > 1 else "")
-        + f"{rate}; results in {out}",
+        + f"{masks}{rate}; results in {out}",
         file=sys.stderr,
     )
     return 1 if report.skipped else 0

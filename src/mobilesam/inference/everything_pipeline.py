@@ -49,12 +49,14 @@ Writer = Callable[[Path, "FolderJob", np.ndarray, Annotations], None]
 
 @dataclass
 class FolderReport:
-    """What a run did: names segmented, names already done, skip messages, wall seconds."""
+    """What a run did: names segmented, names already done, skip messages, wall seconds,
+    and the masks written for the images segmented."""
 
     segmented: list[str] = field(default_factory=list)
     already_done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    masks: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -210,6 +212,7 @@ def run_folder(
 
     def store(job: FolderJob, image: np.ndarray, anns: Annotations) -> None:
         write_result_folder(out, job, lambda tmp: write(tmp, job, image, anns), overwrite)
+        report.masks += len(anns)  # one thread stores at a time (the caller or the writer)
         finished(job)
 
     readers = writer = None
