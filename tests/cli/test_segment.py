@@ -78,6 +78,7 @@ def test_segment_unreadable_image(tmp_path, capsys):
         (["--point", "260,600"], "--point 260,600 is outside the 800x534 image"),
         (["--point=-1,5"], "--point -1,5 is outside"),
         (["--box", "810,10,900,90"], "--box 810,10,900,90 misses the 800x534 image"),
+        (["--box", "10,10,5,50"], "--box 10,10,5,50 must be X0,Y0,X1,Y1 with X1 >= X0"),
         (["--point", "1,1", "--out", "m.jpg"], "name it *.png"),
         (["--point", "1,1", "--overlay", "o.gif"], "the suffix picks the format"),
     ],

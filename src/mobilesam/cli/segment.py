@@ -83,10 +83,10 @@ def _output_problem(args: argparse.Namespace) -> str | None:
 
 
 def _prompt_problem(args: argparse.Namespace, width: int, height: int) -> str | None:
-    """A point outside the image or a box that misses it (a typo, or X and Y swapped), or None.
+    """A point outside the image, a box that misses it or has its corners swapped, or None.
 
-    The library takes such prompts as SAM does; the command refuses them, since a mask
-    for them is almost never what was meant.
+    Checked before anything loads. The library takes prompts off the image as SAM does;
+    the command refuses them, since a mask for them is almost never what was meant.
     """
     for x, y, _ in args.point:
         if not (0 <= x < width and 0 <= y < height):
@@ -96,8 +96,11 @@ def _prompt_problem(args: argparse.Namespace, width: int, height: int) -> str | 
             )
     if args.box is not None:
         x0, y0, x1, y1 = args.box
+        box = ",".join(f"{v:g}" for v in args.box)
+        if x1 < x0 or y1 < y0:
+            return f"--box {box} must be X0,Y0,X1,Y1 with X1 >= X0 and Y1 >= Y0"
         if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-            return f"--box {','.join(f'{v:g}' for v in args.box)} misses the {width}x{height} image"
+            return f"--box {box} misses the {width}x{height} image"
     return None
 
 
