@@ -236,15 +236,22 @@ def save_png(path: str | os.PathLike, array: np.ndarray) -> Path:
 PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
-def save_picture(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Save a uint8 HxWx3 picture (e.g. an overlay) atomically, in the format its suffix
-    names (:data:`PICTURE_FORMATS`; JPEG and WebP at quality 92); ValueError otherwise."""
+def picture_format(path: str | os.PathLike) -> str:
+    """Pillow's format for a picture named ``path`` (:data:`PICTURE_FORMATS`); ValueError
+    naming the suffixes it knows otherwise."""
     fmt = PICTURE_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise ValueError(
-            f"{path}: cannot tell the picture format from the suffix; use one of "
-            f"{', '.join(PICTURE_FORMATS)}"
+            f"{path}: name it with one of {', '.join(PICTURE_FORMATS)} "
+            "(the suffix picks the format)"
         )
+    return fmt
+
+
+def save_picture(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Save a uint8 HxWx3 picture (e.g. an overlay) atomically, in the format its suffix
+    names (:func:`picture_format`; JPEG and WebP at quality 92)."""
+    fmt = picture_format(path)
     if fmt == "PNG":
         return save_png(path, array)
     buf = io.BytesIO()

@@ -70,15 +70,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _output_problem(args: argparse.Namespace) -> str | None:
     """Why ``--out`` / ``--overlay`` cannot be written as asked, or None."""
-    from ..io import PICTURE_FORMATS
+    from ..io import picture_format
 
     if Path(args.out).suffix.lower() != ".png":
         return f"--out {args.out}: the mask is written as PNG (lossless 0/255); name it *.png"
-    if args.overlay and Path(args.overlay).suffix.lower() not in PICTURE_FORMATS:
-        return (
-            f"--overlay {args.overlay}: name it with one of {', '.join(PICTURE_FORMATS)} "
-            "(the suffix picks the format)"
-        )
+    if args.overlay:
+        try:
+            picture_format(args.overlay)  # what save_picture will ask of the name
+        except ValueError as e:
+            return f"--overlay {e}"
     return None
 
 
